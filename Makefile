@@ -1,0 +1,87 @@
+# bullflow developer workflow. `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export BULLFLOW_CACHE ?= $(HOME)/.cache/bullflow
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List every target with a one-line description
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: bootstrap
+bootstrap: apt-deps venv npm-deps tools ## Install everything the tests need (idempotent)
+
+.PHONY: apt-deps
+apt-deps: ## Install Debian packages (redis-server) when missing
+	@bash hack/apt-deps.sh
+
+$(PY): pyproject.toml constraints.txt worker-image/pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' -e ./worker-image
+	@touch $(PY)
+
+.PHONY: venv
+venv: $(PY) ## Create the Python virtualenv (.venv) from the pinned constraints
+
+tests/interop/node_modules/.package-lock.json: tests/interop/package-lock.json
+	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+
+.PHONY: npm-deps
+npm-deps: tests/interop/node_modules/.package-lock.json ## Install Node.js BullMQ for interop tests
+
+.PHONY: tools
+tools: ## Build etcd, kube-apiserver & co, kwok and helm from source (cached in $BULLFLOW_CACHE)
+	@bash hack/build-tools.sh
+
+.PHONY: test
+test: bootstrap ## Run every test tier (unit, integration, e2e) against real Redis and Kubernetes
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## Run the unit tests only (no cluster, no Redis)
+	$(PY) -m pytest tests/unit -m unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: bootstrap ## Run the integration tests (real Redis + control plane)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: bootstrap ## Run the end-to-end tests (operator + real workers)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## ruff + mypy
+	$(VENV)/bin/ruff check operator tests worker-image hack
+	$(VENV)/bin/ruff format --check operator tests worker-image hack
+	$(VENV)/bin/mypy operator/bullflow worker-image/bullflow_worker
+
+.PHONY: fmt
+fmt: venv ## Format the code with ruff
+	$(VENV)/bin/ruff format operator tests worker-image hack
+	$(VENV)/bin/ruff check --fix operator tests worker-image hack
+
+.PHONY: crds
+crds: venv ## Regenerate crds/ from the pydantic models
+	$(PY) -m bullflow.crdgen crds
+
+.PHONY: cluster-up
+cluster-up: bootstrap ## Start the local control plane + Redis in the background; prints the env to use
+	$(PY) -m tests.harness up
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop the local control plane + Redis started by cluster-up
+	$(PY) -m tests.harness down
+
+.PHONY: demo
+demo: bootstrap ## Run the demo on $KUBECONFIG's cluster if reachable, else on a local one
+	$(PY) -m bullflow.demo
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches inside the clone (not the tool cache)
+	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .mypy_cache .ruff_cache
