@@ -50,8 +50,19 @@ def worker_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     workdir = tmp_path_factory.mktemp("worker-redis")
     proc = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        [
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -79,8 +90,9 @@ class WorkerProc:
         self.cmd = [str(BIN), *args, "--http-port", str(self.http_port), "--log-format", "json"]
         full_env = {**os.environ, "BULLFLOW_REDIS_URL": redis_url, **env}
         self._log = open(log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=full_env)
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env
+        )
 
     def get(self, path: str) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.http_port}{path}"
@@ -117,8 +129,9 @@ def start_worker(worker_redis_url: str, tmp_path: Path) -> Iterator[Any]:
     procs: list[WorkerProc] = []
 
     def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> WorkerProc:
-        w = WorkerProc(list(args), worker_redis_url, tmp_path / f"worker{len(procs)}.log",
-                       env or {})
+        w = WorkerProc(
+            list(args), worker_redis_url, tmp_path / f"worker{len(procs)}.log", env or {}
+        )
         procs.append(w)
         if ready:
             w.wait_ready()
@@ -162,8 +175,9 @@ async def _wait_state(queue: Queue, job_id: str, states: set[str], timeout: floa
 async def test_echo_jobs_complete_and_metrics(start_worker: Any, queues: Any) -> None:
     name = _qname("echo")
     q = queues(name)
-    w = start_worker("--queue", name, "--processor", "bullflow_worker.processors:echo",
-                     "--concurrency", "4")
+    w = start_worker(
+        "--queue", name, "--processor", "bullflow_worker.processors:echo", "--concurrency", "4"
+    )
     jobs = [await q.add("echo", {"n": i, "s": "x" * i}) for i in range(5)]
     for job in jobs:
         assert await _wait_state(q, job.id, {"completed", "failed"}) == "completed"
@@ -199,27 +213,39 @@ async def test_failing_processor_marks_job_failed(start_worker: Any, queues: Any
     failed = await Job.fromId(q, job.id)
     assert failed is not None
     assert failed.failedReason == "kaput on purpose"
-    _wait(lambda: f'bullflow_worker_jobs_failed_total{{queue="{name}"}} 1.0' in w.get("/metrics")[1],
-          5, "failed counter")
+    _wait(
+        lambda: f'bullflow_worker_jobs_failed_total{{queue="{name}"}} 1.0' in w.get("/metrics")[1],
+        5,
+        "failed counter",
+    )
 
 
-async def test_flow_parent_sums_children(start_worker: Any, queues: Any,
-                                         worker_redis_url: str) -> None:
+async def test_flow_parent_sums_children(
+    start_worker: Any, queues: Any, worker_redis_url: str
+) -> None:
     parents, children = _qname("parents"), _qname("children")
     pq, cq = queues(parents), queues(children)
-    start_worker("--queue", parents, "--queue", children,
-                 "--processor", "bullflow_worker.processors:sum_children")
+    start_worker(
+        "--queue",
+        parents,
+        "--queue",
+        children,
+        "--processor",
+        "bullflow_worker.processors:sum_children",
+    )
     flow = FlowProducer({"connection": worker_redis_url})
     try:
-        tree = await flow.add({
-            "name": "total",
-            "queueName": parents,
-            "data": {"value": 1},
-            "children": [
-                {"name": "a", "queueName": children, "data": {"value": 2}},
-                {"name": "b", "queueName": children, "data": {"value": 39}},
-            ],
-        })
+        tree = await flow.add(
+            {
+                "name": "total",
+                "queueName": parents,
+                "data": {"value": 1},
+                "children": [
+                    {"name": "a", "queueName": children, "data": {"value": 2}},
+                    {"name": "b", "queueName": children, "data": {"value": 39}},
+                ],
+            }
+        )
     finally:
         await flow.close()
     assert tree is not None
@@ -232,13 +258,18 @@ async def test_flow_parent_sums_children(start_worker: Any, queues: Any,
         assert await cq.getJobState(child["job"].id) == "completed"
 
 
-async def test_sigterm_drains_in_flight_job(start_worker: Any, queues: Any,
-                                            tmp_path: Path) -> None:
+async def test_sigterm_drains_in_flight_job(start_worker: Any, queues: Any, tmp_path: Path) -> None:
     name = _qname("drain")
     q = queues(name)
     active_file = tmp_path / "active.json"
-    w = start_worker("--queue", name, "--processor", "bullflow_worker.processors:sleep",
-                     "--active-file", str(active_file))
+    w = start_worker(
+        "--queue",
+        name,
+        "--processor",
+        "bullflow_worker.processors:sleep",
+        "--active-file",
+        str(active_file),
+    )
     job = await q.add("slow", {"seconds": 2.5, "tag": "in-flight"})
     _wait(lambda: json.loads(w.get("/active")[1])["active"] == 1, 10, "job to become active")
     assert json.loads(active_file.read_text())["active"] == 1
@@ -257,7 +288,10 @@ async def test_sigterm_drains_in_flight_job(start_worker: Any, queues: Any,
     assert done.returnvalue == {"seconds": 2.5, "tag": "in-flight"}
     assert await q.getJobState(late.id) == "waiting"
     assert json.loads(active_file.read_text()) == {
-        "active": 0, "queues": {name: 0}, "draining": True}
+        "active": 0,
+        "queues": {name: 0},
+        "draining": True,
+    }
     msgs = [json.loads(x)["msg"] for x in w.logs().splitlines() if x.strip()]
     assert "draining" in msgs
     assert msgs[-1] == "worker stopped"
@@ -265,6 +299,21 @@ async def test_sigterm_drains_in_flight_job(start_worker: Any, queues: Any,
     # the job left behind is processed by the next worker: nothing lost
     start_worker("--queue", name, "--processor", "bullflow_worker.processors:sleep")
     assert await _wait_state(q, late.id, {"completed", "failed"}) == "completed"
+
+
+async def test_second_signal_forces_exit(start_worker: Any, queues: Any) -> None:
+    name = _qname("force")
+    q = queues(name)
+    w = start_worker("--queue", name, "--processor", "bullflow_worker.processors:sleep")
+    job = await q.add("slow", {"seconds": 60})
+    _wait(lambda: json.loads(w.get("/active")[1])["active"] == 1, 10, "job to become active")
+    w.proc.send_signal(signal.SIGTERM)
+    _wait(lambda: w.get("/readyz")[0] == 503, 2, "draining")
+    w.proc.send_signal(signal.SIGTERM)
+    rc = await asyncio.to_thread(w.proc.wait, 10)
+    assert rc == 128 + signal.SIGTERM, w.logs()
+    # the abandoned job is still active (its lock expires, then stalled-job recovery)
+    assert await q.getJobState(job.id) == "active"
 
 
 async def test_sigterm_when_idle_exits_zero_quickly(start_worker: Any, queues: Any) -> None:
@@ -278,16 +327,23 @@ async def test_sigterm_when_idle_exits_zero_quickly(start_worker: Any, queues: A
     assert time.monotonic() - started < 5
 
 
-async def test_exactly_once_under_concurrency(start_worker: Any, queues: Any,
-                                              tmp_path: Path) -> None:
+async def test_exactly_once_under_concurrency(
+    start_worker: Any, queues: Any, tmp_path: Path
+) -> None:
     name = _qname("once")
     q = queues(name)
     exec_log = tmp_path / "exec.log"
     env = {"BULLFLOW_EXEC_LOG": str(exec_log)}
     for _ in range(2):
-        start_worker("--queue", name, "--processor",
-                     "bullflow_worker.processors:count_executions", "--concurrency", "5",
-                     env=env)
+        start_worker(
+            "--queue",
+            name,
+            "--processor",
+            "bullflow_worker.processors:count_executions",
+            "--concurrency",
+            "5",
+            env=env,
+        )
     jobs = [await q.add("n", {"i": i}) for i in range(40)]
     for job in jobs:
         assert await _wait_state(q, job.id, {"completed", "failed"}) == "completed"
@@ -308,8 +364,9 @@ async def test_sync_processor_with_token_runs_in_thread(
     )
     name = _qname("sync")
     q = queues(name)
-    start_worker("--queue", name, "--processor", "my_sync_proc:handle",
-                 env={"PYTHONPATH": str(tmp_path)})
+    start_worker(
+        "--queue", name, "--processor", "my_sync_proc:handle", env={"PYTHONPATH": str(tmp_path)}
+    )
     job = await q.add("s", {"x": 21})
     assert await _wait_state(q, job.id, {"completed", "failed"}) == "completed"
     done = await Job.fromId(q, job.id)
@@ -321,9 +378,20 @@ async def test_sync_processor_with_token_runs_in_thread(
 
 def test_processor_import_error_exits_nonzero(worker_redis_url: str) -> None:
     res = subprocess.run(
-        [str(BIN), "--queue", "q", "--processor", "bullflow_worker.nope:echo",
-         "--redis-url", worker_redis_url, "--http-port", "0"],
-        capture_output=True, text=True, timeout=30,
+        [
+            str(BIN),
+            "--queue",
+            "q",
+            "--processor",
+            "bullflow_worker.nope:echo",
+            "--redis-url",
+            worker_redis_url,
+            "--http-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
@@ -338,13 +406,26 @@ def test_redis_url_from_secret_file(worker_redis_url: str, tmp_path: Path) -> No
     secret.write_text(worker_redis_url + "\n")
     port = _free_port()
     proc = subprocess.Popen(
-        [str(BIN), "--queue", "q", "--processor", "bullflow_worker.processors:echo",
-         "--http-port", str(port)],
-        env={**os.environ, "BULLFLOW_REDIS_URL_FILE": str(secret),
-             "REDIS_URL": "redis://127.0.0.1:1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(BIN),
+            "--queue",
+            "q",
+            "--processor",
+            "bullflow_worker.processors:echo",
+            "--http-port",
+            str(port),
+        ],
+        env={
+            **os.environ,
+            "BULLFLOW_REDIS_URL_FILE": str(secret),
+            "REDIS_URL": "redis://127.0.0.1:1",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
+
         def ready() -> bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
