@@ -1,0 +1,18 @@
+"""Shared pytest configuration. The fixtures live in tests/harness/fixtures.py:
+
+session: harness_tools, local_cluster, redis_server, kube_client, kubectl
+function: namespace, redis_url, redis_prefix
+"""
+
+from tests.harness.fixtures import (  # noqa: F401 - re-exported fixtures and hooks
+    harness_tools,
+    kube_client,
+    kubectl,
+    local_cluster,
+    namespace,
+    pytest_collection_modifyitems,
+    pytest_runtest_makereport,
+    redis_prefix,
+    redis_server,
+    redis_url,
+)
