@@ -1,0 +1,1 @@
+"""Controllers: idempotent reconcile logic joining the services to the storage adapters."""

@@ -1,0 +1,252 @@
+"""Flow reconciliation: validate, submit exactly once, follow, clean up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ..config import Settings
+from ..models.flow import FlowSpec, FlowStatus
+from ..services.conditions import now_rfc3339, set_condition
+from ..services.flowstatus import FINISHED_PHASES, StatusLimits, build_status
+from ..services.flowtree import plan, structural_errors, to_flowproducer
+from ..storage.kube import KubeApi, ObjectRef
+from ..storage.redis_jobs import REDIS_ERRORS
+from .connections import ConnectionError_, RedisPool
+from .tracker import FlowTracker, TrackedFlow
+
+log = logging.getLogger(__name__)
+FORCE_DELETE_ANNOTATION = "bullflow.io/skip-redis-cleanup"
+
+
+def format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for issue in err.errors():
+        where = "spec." + ".".join(str(p) for p in issue["loc"]) if issue["loc"] else "spec"
+        message = issue["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts[:5]) + (f" (and {len(parts) - 5} more)" if len(parts) > 5 else "")
+
+
+def flow_ref(body: Any) -> ObjectRef:
+    meta = body["metadata"]
+    return ObjectRef("Flow", "flows", meta["namespace"], meta["name"], meta["uid"])
+
+
+class FlowController:
+    def __init__(self, settings: Settings, kube: KubeApi, pool: RedisPool) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.pool = pool
+        self.limits = StatusLimits(
+            settings.max_value_bytes, settings.max_listed_nodes, settings.max_status_bytes
+        )
+        self.tracker = FlowTracker(
+            self.refresh,
+            patch_interval=settings.patch_interval_seconds,
+            resync_interval=settings.resync_interval_seconds,
+            block_ms=settings.event_block_ms,
+        )
+        self._ttl_tasks: dict[str, asyncio.Task[None]] = {}
+
+    def backoff(self, retry: int) -> float:
+        return float(min(2 ** min(retry, 16), self.settings.max_backoff_seconds))
+
+    async def reconcile(self, body: Any, retry: int = 0) -> None:
+        """Idempotent: safe to call any number of times for the same object."""
+        ref = flow_ref(body)
+        generation = body["metadata"].get("generation")
+        status = _status_of(body)
+        try:
+            spec = FlowSpec.model_validate(body.get("spec") or {})
+        except ValidationError as err:
+            await self._invalid(ref, status, generation, format_validation_error(err))
+            return
+        if errors := structural_errors(spec, self.settings.max_nodes):
+            await self._invalid(ref, status, generation, "; ".join(errors))
+            return
+        if status.phase in FINISHED_PHASES:
+            self.tracker.forget(ref.uid)
+            self._schedule_ttl(ref, spec, status)
+            return
+        try:
+            conn = await self.pool.resolve(ref.namespace, spec.connection)
+        except ConnectionError_ as err:
+            await self._not_ready(ref, status, generation, err.reason, err.message)
+            raise kopf.TemporaryError(err.message, delay=self.backoff(retry)) from err
+        jobs = plan(spec, ref.uid)
+        if not status.submitted_at:
+            try:
+                status = await self._submit(ref, spec, status, generation, conn, jobs)
+            except REDIS_ERRORS as err:
+                message = f"Redis at {_safe_url(conn.url)} is unreachable: {err}"
+                await self._not_ready(ref, status, generation, "RedisUnavailable", message)
+                raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
+        await self.tracker.track(
+            TrackedFlow(ref, conn, spec.prefix, jobs, generation, status)
+        )
+
+    async def _submit(self, ref, spec, status, generation, conn, jobs):  # type: ignore[no-untyped-def]
+        marker = {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid,
+                  "submittedAt": now_rfc3339(), "jobs": len(jobs)}
+        fresh = await conn.submit(spec.prefix, to_flowproducer(spec, ref.uid), ref.uid, marker)
+        self._maybe_crash_for_test()
+        if not fresh:
+            marker = await conn.is_submitted(spec.prefix, ref.uid) or marker
+        status = status.model_copy(deep=True)
+        status.submitted_at = marker["submittedAt"]
+        status.phase = "Submitted"
+        status.progress = f"0/{len(jobs)}"
+        status.total_nodes = len(jobs)
+        status.observed_generation = generation
+        status.conditions = set_condition(
+            status.conditions, "Submitted", True, "Submitted",
+            f"{len(jobs)} jobs added to Redis in one transaction", generation,
+        )
+        status.conditions = set_condition(
+            status.conditions, "Ready", False, "Submitted", "jobs are waiting for workers",
+            generation,
+        )
+        await self.kube.patch_status(ref, _wire(status))
+        if fresh:
+            await self.kube.event(ref, "Normal", "Submitted",
+                                  f"Submitted {len(jobs)} jobs to Redis (prefix {spec.prefix})")
+        return status
+
+    def _maybe_crash_for_test(self) -> None:
+        marker = self.settings.crash_after_submit_file
+        if marker and not Path(marker).exists():
+            Path(marker).write_text("crashed after the Redis write\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def refresh(self, flow: TrackedFlow) -> bool:
+        """Re-read a tracked flow from Redis; patch its status if it changed. True if finished."""
+        try:
+            snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
+        except REDIS_ERRORS as err:
+            message = f"Redis at {_safe_url(flow.conn.url)} is unreachable: {err}"
+            await self._not_ready(flow.ref, flow.status, flow.generation, "RedisUnavailable",
+                                  message)
+            return False
+        new = build_status(flow.status, flow.jobs, snaps, generation=flow.generation,
+                           limits=self.limits, now=now_rfc3339())
+        if new == flow.status:
+            return False
+        previous, flow.status = flow.status, new
+        if not await self.kube.patch_status(flow.ref, _wire(new)):
+            return True  # the Flow is gone
+        await self._emit_transitions(flow, previous, new)
+        return new.phase in FINISHED_PHASES
+
+    async def _emit_transitions(self, flow: TrackedFlow, old: FlowStatus, new: FlowStatus) -> None:
+        was_failed = {n.path for n in old.nodes if n.state == "failed"}
+        for node in new.nodes:
+            if node.state == "failed" and node.path not in was_failed:
+                await self.kube.event(
+                    flow.ref, "Warning", "JobFailed",
+                    f"job {node.path} ({node.name} on {node.queue}) failed after "
+                    f"{node.attempts_made} attempt(s): {node.failed_reason}",
+                )
+        if new.phase != old.phase and new.phase in FINISHED_PHASES:
+            ready = next(c for c in new.conditions if c.type == "Ready")
+            await self.kube.event(
+                flow.ref, "Normal" if new.phase == "Completed" else "Warning",
+                ready.reason, ready.message,
+            )
+
+    async def delete(self, body: Any, retry: int = 0) -> None:
+        """Apply deletionPolicy. Retries with backoff (never gives up silently) if Redis is down."""
+        ref = flow_ref(body)
+        self.tracker.forget(ref.uid)
+        self._cancel_ttl(ref.uid)
+        annotations = body["metadata"].get("annotations") or {}
+        try:
+            spec = FlowSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            return  # never submitted
+        if spec.deletion_policy == "Orphan" or annotations.get(FORCE_DELETE_ANNOTATION) == "true":
+            return
+        try:
+            conn = await self.pool.resolve(ref.namespace, spec.connection)
+            locked = await conn.remove_trees(
+                spec.prefix, [j for j in plan(spec, ref.uid) if j.parent_path is None]
+            )
+            if not locked:
+                await conn.forget(spec.prefix, ref.uid)
+                return
+            message = f"jobs {', '.join(locked)} are being processed; removing them later"
+        except ConnectionError_ as err:
+            message = err.message
+        except REDIS_ERRORS as err:
+            message = f"cannot remove the flow's jobs, Redis is unreachable: {err}"
+        status = _status_of(body)
+        await self._not_ready(ref, status, body["metadata"].get("generation"), "DeletionBlocked",
+                              f"{message} (annotate {FORCE_DELETE_ANNOTATION}=true to skip)")
+        raise kopf.TemporaryError(message, delay=self.backoff(retry))
+
+    async def _invalid(self, ref, status, generation, message) -> None:  # type: ignore[no-untyped-def]
+        already = next((c for c in status.conditions if c.type == "Ready"), None)
+        if already and already.reason == "InvalidSpec" and already.message == message:
+            return
+        await self._not_ready(ref, status, generation, "InvalidSpec", message)
+        await self.kube.event(ref, "Warning", "InvalidSpec", message)
+
+    async def _not_ready(self, ref, status, generation, reason, message) -> None:  # type: ignore[no-untyped-def]
+        status = status.model_copy(deep=True)
+        status.observed_generation = generation
+        status.conditions = set_condition(status.conditions, "Ready", False, reason, message,
+                                          generation)
+        await self.kube.patch_status(ref, _wire(status))
+
+    def _schedule_ttl(self, ref: ObjectRef, spec: FlowSpec, status: FlowStatus) -> None:
+        if spec.ttl_seconds_after_finished is None or not status.finished_at:
+            return
+        if ref.uid in self._ttl_tasks:
+            return
+        finished = datetime.strptime(status.finished_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        due = finished.timestamp() + spec.ttl_seconds_after_finished
+        self._ttl_tasks[ref.uid] = asyncio.create_task(self._delete_at(ref, due))
+
+    async def _delete_at(self, ref: ObjectRef, due: float) -> None:
+        await asyncio.sleep(max(0.0, due - datetime.now(UTC).timestamp()))
+        log.info("deleting finished flow %s/%s (ttlSecondsAfterFinished)", ref.namespace, ref.name)
+        await self.kube.delete(ref)
+        self._ttl_tasks.pop(ref.uid, None)
+
+    def _cancel_ttl(self, uid: str) -> None:
+        task = self._ttl_tasks.pop(uid, None)
+        if task:
+            task.cancel()
+
+    async def close(self) -> None:
+        for task in self._ttl_tasks.values():
+            task.cancel()
+        await self.tracker.stop()
+
+
+def _status_of(body: Any) -> FlowStatus:
+    try:
+        return FlowStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return FlowStatus()
+
+
+def _wire(status: FlowStatus) -> dict[str, Any]:
+    return status.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from urllib.parse import urlparse  # noqa: PLC0415
+
+    parsed = urlparse(url)
+    host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")
+    return f"{parsed.scheme}://{host}"

@@ -1,0 +1,154 @@
+"""Follow submitted flows through BullMQ's event streams; write coalesced status patches.
+
+One reader per Redis connection XREADs the `<prefix>:<queue>:events` streams of every queue a
+live flow uses; an event naming a bullflow job id marks its flow dirty. A writer re-reads dirty
+flows from Redis at most once per `patch_interval` and patches their status when it changed.
+A slow resync marks every flow dirty: the safety net for what events cannot show (a failed
+child leaves its parent in waiting-children with no event) and for trimmed streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..models.flow import FlowStatus
+from ..services.flowtree import PlannedJob, parse_job_id
+from ..storage.kube import ObjectRef
+from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, events_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackedFlow:
+    ref: ObjectRef
+    conn: BullRedis
+    prefix: str
+    jobs: list[PlannedJob]
+    generation: int | None
+    status: FlowStatus
+    streams: list[str] = field(default_factory=list)
+
+
+RefreshFn = Callable[[TrackedFlow], Awaitable[bool]]
+
+
+class FlowTracker:
+    def __init__(
+        self,
+        refresh: RefreshFn,
+        *,
+        patch_interval: float,
+        resync_interval: float,
+        block_ms: int,
+    ) -> None:
+        self._refresh = refresh
+        self.patch_interval = patch_interval
+        self.resync_interval = resync_interval
+        self.block_ms = block_ms
+        self.flows: dict[str, TrackedFlow] = {}
+        self.dirty: set[str] = set()
+        self._positions: dict[str, dict[str, str]] = {}  # url -> stream key -> last id
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    async def track(self, flow: TrackedFlow) -> None:
+        """Follow a flow; reads its events from now on and refreshes it soon."""
+        positions = self._positions.setdefault(flow.conn.url, {})
+        flow.streams = sorted({events_key(flow.prefix, j.queue) for j in flow.jobs})
+        for key in flow.streams:
+            if key not in positions:
+                positions[key] = await flow.conn.stream_tail(key)
+        self.flows[flow.ref.uid] = flow
+        if flow.conn.url not in self._readers:
+            self._readers[flow.conn.url] = asyncio.create_task(self._read_events(flow.conn))
+        self.mark_dirty(flow.ref.uid)
+
+    def forget(self, uid: str) -> None:
+        self.flows.pop(uid, None)
+        self.dirty.discard(uid)
+
+    def mark_dirty(self, uid: str) -> None:
+        if uid in self.flows:
+            self.dirty.add(uid)
+            self._wake.set()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._write_loop()),
+            asyncio.create_task(self._resync_loop()),
+        ]
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *self._readers.values()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._readers.clear()
+
+    def _streams_for(self, url: str) -> dict[str, str]:
+        wanted = {s for f in self.flows.values() if f.conn.url == url for s in f.streams}
+        positions = self._positions.get(url, {})
+        return {key: positions[key] for key in wanted if key in positions}
+
+    async def _read_events(self, conn: BullRedis) -> None:
+        delay = 0.2
+        while True:
+            streams = self._streams_for(conn.url)
+            if not streams:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                entries = await conn.read_events(streams, self.block_ms)
+                if delay > 0.2:  # recovered from an outage: states may have moved unseen
+                    self._mark_connection_dirty(conn.url)
+                delay = 0.2
+            except REDIS_ERRORS as err:
+                log.warning("reading BullMQ events from %s failed: %s", conn.url, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            positions = self._positions[conn.url]
+            for entry in entries:
+                positions[entry.stream] = entry.entry_id
+                parsed = parse_job_id(entry.fields.get("jobId", ""))
+                if parsed:
+                    self.mark_dirty(parsed[0])
+
+    def _mark_connection_dirty(self, url: str) -> None:
+        for uid, flow in self.flows.items():
+            if flow.conn.url == url:
+                self.mark_dirty(uid)
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self.dirty = self.dirty, set()
+            await asyncio.gather(*(self._refresh_one(uid) for uid in batch))
+            await asyncio.sleep(self.patch_interval)
+
+    async def _refresh_one(self, uid: str) -> None:
+        flow = self.flows.get(uid)
+        if flow is None:
+            return
+        try:
+            finished = await self._refresh(flow)
+        except Exception:  # one flow's trouble must not stop the others; resync retries it
+            log.exception("refreshing flow %s/%s failed", flow.ref.namespace, flow.ref.name)
+            return
+        if finished:
+            self.forget(uid)
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_interval)
+            for uid in list(self.flows):
+                self.mark_dirty(uid)

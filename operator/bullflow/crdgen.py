@@ -1,0 +1,209 @@
+"""Generate the CRD manifests in crds/ from the pydantic models (their single source).
+
+Usage: python -m bullflow.crdgen OUTPUT_DIR
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from . import GROUP, VERSION
+from .models.common import CEL
+from .models.flow import FlowSpec, FlowStatus
+
+# A CRD schema cannot recurse, so the FlowNode tree is typed down to this many levels; deeper
+# children are kept as-is and validated by the operator (reported as InvalidSpec).
+TYPED_DEPTH = 4
+# The apiserver multiplies a rule's cost by how many times it can run (the product of the
+# enclosing lists' maxItems), so rules are kept only where that stays within its budget; the
+# operator applies the same rules (pydantic) everywhere and reports InvalidSpec.
+CEL_MAX_CARDINALITY = 20_000
+ANY_JSON: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+DROPPED_KEYS = {"title", "default", "additionalProperties", "nullable"}
+
+
+def _resolve(
+    schema: dict[str, Any], defs: dict[str, Any], depth: int, cardinality: int = 1
+) -> dict[str, Any]:
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        extra = {k: v for k, v in schema.items() if k not in {"$ref", "default"}}
+        if name == "JsonValue":
+            return {**ANY_JSON, **_only_description(extra)}
+        node_depth = depth + 1 if name == "FlowNode" else depth
+        if name == "FlowNode" and node_depth > TYPED_DEPTH:
+            return {
+                "type": "object",
+                **ANY_JSON,
+                "description": "A FlowNode (validated by the operator below this depth).",
+            }
+        resolved = _resolve(copy.deepcopy(defs[name]), defs, node_depth, cardinality)
+        return {**resolved, **_only_description(extra)}
+    if "anyOf" in schema:
+        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        if len(options) == 1:
+            return _resolve({**options[0], **rest}, defs, depth, cardinality)
+        return {**ANY_JSON, **_only_description(rest)}
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in DROPPED_KEYS:
+            continue
+        if key == CEL and cardinality > CEL_MAX_CARDINALITY:
+            continue
+        if key == "properties":
+            out[key] = {
+                name: _resolve(prop, defs, depth, cardinality) for name, prop in value.items()
+            }
+        elif key == "items":
+            out[key] = _resolve(value, defs, depth, cardinality * schema.get("maxItems", 10**9))
+        else:
+            out[key] = value
+    if "type" not in out or (out["type"] == "object" and "properties" not in out):
+        out.update(ANY_JSON)  # Any / dict[str, Any]: any JSON value
+    return out
+
+
+def _only_description(extra: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in extra.items() if k == "description"}
+
+
+def _null_as_string(schema: dict[str, Any]) -> dict[str, Any]:
+    # Fields typed `None` (jobId) stay in the schema so a CEL rule can reject them by name.
+    if schema.get("type") == "null":
+        return {"type": "string", "description": schema.get("description", "")}
+    return schema
+
+
+def openapi_schema(model: type[BaseModel], depth: int = 0) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True)
+    defs = raw.pop("$defs", {})
+    schema = _resolve(raw, defs, depth)
+    return _fix_nulls(schema)
+
+
+def _fix_nulls(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        schema = _null_as_string(schema)
+        return {k: _fix_nulls(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_fix_nulls(v) for v in schema]
+    return schema
+
+
+def flow_crd() -> dict[str, Any]:
+    spec = openapi_schema(FlowSpec)
+    spec["properties"]["prefix"]["default"] = "bull"
+    spec["properties"]["deletionPolicy"]["default"] = "Delete"
+    status = openapi_schema(FlowStatus)
+    return _crd(
+        kind="Flow",
+        plural="flows",
+        short_names=["bflow"],
+        description="A BullMQ flow (a tree of jobs) submitted atomically and followed to its end.",
+        spec=spec,
+        status=status,
+        columns=[
+            ("Phase", "string", ".status.phase", "Pending, Submitted, Running, Completed, Failed"),
+            ("Progress", "string", ".status.progress", "Jobs done / total"),
+            ("Reason", "string", ".status.conditions[?(@.type==\"Ready\")].reason", "Why"),
+            ("Result", "string", ".status.result", "The root's return value", 1),
+            ("Age", "date", ".metadata.creationTimestamp", ""),
+        ],
+    )
+
+
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    short_names: list[str],
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    columns: list[tuple[Any, ...]],
+) -> dict[str, Any]:
+    printer_columns = []
+    for name, type_, path, desc, *priority in columns:
+        column = {"name": name, "type": type_, "jsonPath": path}
+        if desc:
+            column["description"] = desc
+        if priority:
+            column["priority"] = priority[0]
+        printer_columns.append(column)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+                "categories": ["bullflow"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def all_crds() -> dict[str, dict[str, Any]]:
+    """File name -> CRD manifest."""
+    crds = {"flows.bullflow.io.yaml": flow_crd()}
+    try:
+        from .models.workerpool import workerpool_crd  # noqa: PLC0415
+    except ImportError:
+        pass
+    else:
+        crds["workerpools.bullflow.io.yaml"] = workerpool_crd()
+    return crds
+
+
+def render(crd: dict[str, Any]) -> str:
+    header = "# Generated by `make crds` from operator/bullflow/models: do not edit by hand.\n"
+    return header + yaml.safe_dump(crd, sort_keys=False, width=100)
+
+
+def main(argv: list[str]) -> int:
+    out_dir = Path(argv[1] if len(argv) > 1 else "crds")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for filename, crd in all_crds().items():
+        (out_dir / filename).write_text(render(crd))
+        print(f"wrote {out_dir / filename}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

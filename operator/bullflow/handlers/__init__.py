@@ -1,0 +1,1 @@
+"""Thin kopf handlers: each calls one idempotent reconcile."""

@@ -1,0 +1,43 @@
+"""Operator start-up and shutdown: settings, shared clients, controllers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..config import Settings
+from ..controllers.connections import RedisPool
+from ..controllers.flow import FlowController
+from ..storage.kube import KubeApi
+
+ANNOTATION_PREFIX = "bullflow.io"
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Progress and diff-base in annotations: the status belongs to bullflow alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    settings.posting.level = logging.WARNING  # our own Events carry the story
+    settings.watching.server_timeout = 300
+    settings.batching.worker_limit = 200
+    config = Settings()
+    kube = await KubeApi.connect()
+    pool = RedisPool(kube, config.redis_url, config.redis_timeout_seconds)
+    flows = FlowController(config, kube, pool)
+    flows.tracker.start()
+    memo["config"], memo["kube"], memo["pool"], memo["flows"] = config, kube, pool, flows
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo["flows"].close()
+    await memo["pool"].close()
+    await memo["kube"].close()

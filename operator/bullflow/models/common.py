@@ -1,0 +1,44 @@
+"""Shared model plumbing: camelCase aliases and Kubernetes conditions."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+CEL = "x-kubernetes-validations"
+
+
+def cel(rule: str, message: str) -> dict[str, str]:
+    """One CEL validation rule for the CRD schema."""
+    return {"rule": rule, "message": message}
+
+
+class CamelModel(BaseModel):
+    """Base model: camelCase on the wire, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class SecretKeyRef(CamelModel):
+    """A key of a Secret in the resource's own namespace holding a redis:// or rediss:// URL."""
+
+    name: str = Field(min_length=1, max_length=253, description="Secret name.")
+    key: str = Field(
+        default="url", min_length=1, max_length=253, description="Key holding the URL."
+    )
+
+
+class Condition(CamelModel):
+    """A Kubernetes-style status condition."""
+
+    type: str = Field(description="Condition type, e.g. Submitted, Completed, Failed.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(description="CamelCase machine-readable reason.")
+    message: str = Field(default="", description="Human-readable details.")
+    observed_generation: int | None = Field(default=None, description="Spec generation seen.")
+    last_transition_time: str = Field(description="RFC 3339 time of the last status change.")

@@ -1,0 +1,225 @@
+"""The Flow custom resource: a declarative BullMQ flow (tree of jobs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, JsonValue, field_validator, model_validator
+
+from .common import CEL, CamelModel, Condition, SecretKeyRef, cel
+
+# BullMQ: priorities 0..2^21; queue names and job ids must not contain ':' (key separator).
+MAX_PRIORITY = 2_097_152
+MAX_DEPTH = 100
+MAX_CHILDREN = 20_000
+MAX_ROOTS = 1_000
+NAME_PATTERN = r"^[^:]+$"
+PREFIX_PATTERN = r"^[A-Za-z0-9_.{}-]+$"
+FAILURE_OPTIONS = (
+    "failParentOnFailure",
+    "ignoreDependencyOnFailure",
+    "removeDependencyOnFailure",
+    "continueParentOnFailure",
+)
+FAILURE_OPTIONS_MESSAGE = (
+    "failParentOnFailure, ignoreDependencyOnFailure, removeDependencyOnFailure and "
+    "continueParentOnFailure are mutually exclusive: set at most one"
+)
+JOB_ID_MESSAGE = (
+    "jobId is not user-settable: bullflow derives job ids from the Flow's uid and node path "
+    "so that submission happens exactly once"
+)
+
+NodeState = Literal[
+    "waiting",
+    "delayed",
+    "prioritized",
+    "active",
+    "waiting-children",
+    "completed",
+    "failed",
+    "unknown",
+]
+Phase = Literal["Pending", "Submitted", "Running", "Completed", "Failed"]
+
+
+class Backoff(CamelModel):
+    """Retry backoff between attempts."""
+
+    type: Literal["fixed", "exponential"] = Field(description="Backoff strategy.")
+    delay: int = Field(ge=0, le=86_400_000, description="Base delay in milliseconds.")
+
+
+_FAILURE_RULE = (
+    " + ".join(f"(has(self.{o}) && self.{o} ? 1 : 0)" for o in FAILURE_OPTIONS)
+    + " <= 1"
+)
+
+
+class JobOpts(CamelModel):
+    """BullMQ job options supported by bullflow."""
+
+    model_config = {
+        "json_schema_extra": {
+            CEL: [
+                cel(_FAILURE_RULE, FAILURE_OPTIONS_MESSAGE),
+                cel("!has(self.jobId)", JOB_ID_MESSAGE),
+            ]
+        }
+    }
+
+    priority: int | None = Field(
+        default=None, ge=0, le=MAX_PRIORITY, description="0 (highest, default) to 2^21."
+    )
+    delay: int | None = Field(
+        default=None, ge=0, le=31_536_000_000, description="Milliseconds before it can run."
+    )
+    attempts: int | None = Field(default=None, ge=1, le=1000, description="Total tries.")
+    backoff: Backoff | None = Field(default=None, description="Delay between retries.")
+    lifo: bool | None = Field(default=None, description="Add to the head of the queue.")
+    remove_on_complete: bool | None = Field(
+        default=None, description="Remove the job from Redis when it completes."
+    )
+    remove_on_fail: bool | None = Field(
+        default=None, description="Remove the job from Redis when it finally fails."
+    )
+    fail_parent_on_failure: bool | None = Field(
+        default=None, description="A final failure of this job fails its parent too."
+    )
+    ignore_dependency_on_failure: bool | None = Field(
+        default=None,
+        description="A final failure lets the parent run; recorded as an ignored failure.",
+    )
+    remove_dependency_on_failure: bool | None = Field(
+        default=None, description="A final failure removes this dependency from the parent."
+    )
+    continue_parent_on_failure: bool | None = Field(
+        default=None, description="A final failure starts the parent at once."
+    )
+    job_id: None = Field(default=None, description="Not settable: derived by bullflow.")
+
+    @field_validator("job_id", mode="before")
+    @classmethod
+    def _job_id_not_settable(cls, value: object) -> None:
+        if value is not None:
+            raise ValueError(JOB_ID_MESSAGE)
+        return None
+
+    @model_validator(mode="after")
+    def _one_failure_option(self) -> JobOpts:
+        if sum(bool(getattr(self, _snake(o))) for o in FAILURE_OPTIONS) > 1:
+            raise ValueError(FAILURE_OPTIONS_MESSAGE)
+        return self
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+class FlowNode(CamelModel):
+    """One job of the flow; children must all complete before it runs."""
+
+    name: str = Field(min_length=1, max_length=256, description="BullMQ job name.")
+    queue_name: str = Field(
+        min_length=1, max_length=200, pattern=NAME_PATTERN, description="Queue (no ':')."
+    )
+    data: JsonValue = Field(default=None, description="Job data: any JSON value.")
+    opts: JobOpts | None = Field(default=None, description="BullMQ job options.")
+    children: list[FlowNode] = Field(
+        default_factory=list,
+        max_length=MAX_CHILDREN,
+        description="Jobs that must complete before this one runs.",
+    )
+
+
+class FlowSpec(CamelModel):
+    """What to run: one tree (root) or several independent trees (roots)."""
+
+    model_config = {
+        "json_schema_extra": {
+            CEL: [
+                cel("has(self.root) != has(self.roots)", "exactly one of root or roots is required"),
+                cel("self == oldSelf", "spec is immutable: the flow was submitted to Redis"),
+            ]
+        }
+    }
+
+    root: FlowNode | None = Field(default=None, description="The flow's root job.")
+    roots: list[FlowNode] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ROOTS,
+        description="Independent trees submitted together in one transaction (addBulk).",
+    )
+    prefix: str = Field(
+        default="bull", min_length=1, max_length=64, pattern=PREFIX_PATTERN,
+        description="BullMQ key prefix.",
+    )
+    connection: SecretKeyRef | None = Field(
+        default=None, description="Secret with the Redis URL; default: the operator's own."
+    )
+    deletion_policy: Literal["Delete", "Orphan"] = Field(
+        default="Delete", description="Delete removes the flow's jobs from Redis with the Flow."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, le=31_536_000, description="Delete the Flow this long after it ends."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_tree(self) -> FlowSpec:
+        if (self.root is None) == (self.roots is None):
+            raise ValueError("exactly one of root or roots is required")
+        return self
+
+    def trees(self) -> list[FlowNode]:
+        return [self.root] if self.root is not None else list(self.roots or [])
+
+
+class NodeStatus(CamelModel):
+    """The state of one job of the flow."""
+
+    path: str = Field(description="Position in the tree, e.g. 0, 0.1, 0.1.3.")
+    name: str
+    queue: str
+    job_id: str
+    state: NodeState
+    attempts_made: int = 0
+    return_value: Any = Field(default=None, json_schema_extra={"nullable": True})
+    failed_reason: str | None = None
+    children_values: dict[str, Any] | None = Field(
+        default=None, description="As BullMQ's getChildrenValues returns them."
+    )
+    ignored_failures: dict[str, str] | None = Field(
+        default=None, description="As BullMQ's getIgnoredChildrenFailures returns them."
+    )
+    truncated: bool | None = Field(default=None, description="A value was cut to the size limit.")
+
+
+class FlowStatus(CamelModel):
+    """Written only by the operator, through the status subresource."""
+
+    phase: Phase = "Pending"
+    progress: str | None = Field(default=None, description="done/total jobs.")
+    submitted_at: str | None = None
+    finished_at: str | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    result: Any = Field(default=None, description="The root's return value.")
+    total_nodes: int | None = None
+    counts: dict[str, int] | None = Field(default=None, description="Jobs per state.")
+    nodes: list[NodeStatus] = Field(default_factory=list)
+    nodes_truncated: bool | None = Field(
+        default=None, description="Only failed/active nodes are listed (large flow)."
+    )
+
+
+class Flow(CamelModel):
+    """The whole custom resource (apiVersion/kind/metadata are Kubernetes')."""
+
+    model_config = {"extra": "ignore"}
+
+    spec: FlowSpec
+    status: FlowStatus | None = None
+
+
+FlowNode.model_rebuild()

@@ -1,0 +1,1 @@
+"""Domain logic: pure functions, tested without a cluster or Redis."""

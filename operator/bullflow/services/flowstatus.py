@@ -1,0 +1,217 @@
+"""Build a Flow's status from what Redis says about its jobs. Pure: no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models.flow import FlowStatus, NodeStatus, Phase
+from .conditions import set_condition
+from .flowtree import PlannedJob
+
+FINISHED_PHASES = ("Completed", "Failed")
+TRUNCATED_MARK = "...(truncated)"
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """One job as read from Redis. `state` is BullMQ's getState answer ('unknown' if gone)."""
+
+    state: str
+    attempts_made: int = 0
+    return_value: Any = None
+    failed_reason: str | None = None
+    # Parents only, keyed by child job key ("<prefix>:<queue>:<id>") as BullMQ returns them.
+    children_values: dict[str, Any] = field(default_factory=dict)
+    ignored_failures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusLimits:
+    max_value_bytes: int = 4096
+    max_listed_nodes: int = 200
+    max_status_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Verdict:
+    phase: Phase
+    reason: str
+    message: str
+
+
+def effective_state(job: PlannedJob, snap: JobSnapshot | None) -> str:
+    """A job removed on completion (removeOnComplete) reads as 'unknown': count it completed."""
+    if snap is None:
+        return "unknown"
+    if snap.state == "unknown" and job.removed_on_complete:
+        return "completed"
+    return snap.state
+
+
+def verdict(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> Verdict:
+    """The flow's phase and why, following BullMQ's real semantics."""
+    states = {j.path: effective_state(j, snaps.get(j.job_id)) for j in jobs}
+    roots = [j for j in jobs if j.parent_path is None]
+    failed_root = next((j for j in roots if states[j.path] == "failed"), None)
+    blocking = _blocking_failure(jobs, states)
+    if blocking is not None and (failed_root is None or blocking.parent_path is not None):
+        snap = snaps.get(blocking.job_id)
+        reason = snap.failed_reason if snap else "unknown"
+        parent = blocking.parent_path
+        return Verdict(
+            "Failed",
+            "ChildFailed",
+            f"job {blocking.path} ({blocking.name} on queue {blocking.queue}) failed: {reason}; "
+            f"its parent {parent} will never run",
+        )
+    if failed_root is not None:
+        snap = snaps.get(failed_root.job_id)
+        return Verdict(
+            "Failed",
+            "JobFailed",
+            f"root job {failed_root.path} ({failed_root.name} on queue {failed_root.queue}) "
+            f"failed: {snap.failed_reason if snap else 'unknown'}",
+        )
+    if all(states[j.path] == "completed" for j in roots):
+        return Verdict("Completed", "Completed", f"all {len(jobs)} jobs completed")
+    started = any(s in ("active", "completed", "failed") for s in states.values())
+    if started:
+        return Verdict("Running", "Running", "jobs are being processed")
+    return Verdict("Submitted", "Submitted", "jobs are waiting for workers")
+
+
+def _blocking_failure(jobs: list[PlannedJob], states: dict[str, str]) -> PlannedJob | None:
+    """The deepest failed child whose failure leaves its (unfailed) parent waiting forever.
+
+    With no failure option BullMQ keeps the parent in waiting-children and emits no event;
+    failParentOnFailure fails the parent too, so the cause is the deepest such job.
+    """
+    candidates = [
+        j
+        for j in jobs
+        if j.parent_path is not None
+        and states[j.path] == "failed"
+        and not j.tolerates_failure
+        and not (j.fails_parent and states[j.parent_path] == "failed")
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda j: j.path.count("."))
+
+
+def bounded(value: Any, limits: StatusLimits) -> tuple[Any, bool]:
+    """The value, or a truncated JSON string of it when it is larger than the limit."""
+    if value is None:
+        return None, False
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    if len(text.encode()) <= limits.max_value_bytes:
+        return value, False
+    cut = text.encode()[: limits.max_value_bytes].decode(errors="ignore")
+    return cut + TRUNCATED_MARK, True
+
+
+def node_status(job: PlannedJob, snap: JobSnapshot | None, limits: StatusLimits) -> NodeStatus:
+    state = effective_state(job, snap)
+    snap = snap or JobSnapshot(state="unknown")
+    value, cut = bounded(snap.return_value, limits)
+    children_values = None
+    ignored = None
+    if job.has_children:
+        children_values = {}
+        for key, child_value in snap.children_values.items():
+            children_values[key], child_cut = bounded(child_value, limits)
+            cut = cut or child_cut
+        ignored = {}
+        for key, failure in snap.ignored_failures.items():
+            ignored[key], reason_cut = bounded(failure, limits)
+            cut = cut or reason_cut
+    reason, reason_cut = bounded(snap.failed_reason, limits)
+    return NodeStatus(
+        path=job.path,
+        name=job.name,
+        queue=job.queue,
+        job_id=job.job_id,
+        state=state if state in _NODE_STATES else "unknown",  # type: ignore[arg-type]
+        attempts_made=snap.attempts_made,
+        return_value=value,
+        failed_reason=reason,
+        children_values=children_values,
+        ignored_failures=ignored,
+        truncated=True if (cut or reason_cut) else None,
+    )
+
+
+_NODE_STATES = {
+    "waiting",
+    "delayed",
+    "prioritized",
+    "active",
+    "waiting-children",
+    "completed",
+    "failed",
+}
+_LISTED_WHEN_LARGE = ("failed", "active")
+
+
+def build_status(
+    previous: FlowStatus,
+    jobs: list[PlannedJob],
+    snaps: dict[str, JobSnapshot],
+    *,
+    generation: int | None,
+    limits: StatusLimits,
+    now: str,
+) -> FlowStatus:
+    """The next status: phase, conditions, counts, nodes (bounded) and the root's result."""
+    decision = verdict(jobs, snaps)
+    states = [effective_state(j, snaps.get(j.job_id)) for j in jobs]
+    counts = Counter(states)
+    listed = list(zip(jobs, states, strict=True))
+    large = len(jobs) > limits.max_listed_nodes
+    if large:
+        listed = [(j, s) for j, s in listed if s in _LISTED_WHEN_LARGE][: limits.max_listed_nodes]
+    nodes = [node_status(j, snaps.get(j.job_id), limits) for j, _ in listed]
+    roots = [j for j in jobs if j.parent_path is None]
+    result = None
+    if len(roots) == 1 and (snap := snaps.get(roots[0].job_id)) is not None:
+        result, _ = bounded(snap.return_value, limits)
+    elif len(roots) > 1:
+        values = [snaps[r.job_id].return_value if r.job_id in snaps else None for r in roots]
+        result, _ = bounded(values, limits)
+    status = previous.model_copy(deep=True)
+    status.phase = decision.phase
+    status.progress = f"{counts['completed']}/{len(jobs)}"
+    status.total_nodes = len(jobs)
+    status.counts = dict(sorted(counts.items()))
+    status.nodes = nodes
+    status.nodes_truncated = True if large else None
+    status.result = result
+    status.observed_generation = generation
+    finished = decision.phase in FINISHED_PHASES
+    if finished and not status.finished_at:
+        status.finished_at = now
+    status.conditions = outcome_conditions(status.conditions, decision, generation, now)
+    return _within_budget(status, limits)
+
+
+def _within_budget(status: FlowStatus, limits: StatusLimits) -> FlowStatus:
+    """Drop listed nodes (keeping counts) until the status fits its byte budget."""
+    while status.nodes and len(status.model_dump_json(by_alias=True)) > limits.max_status_bytes:
+        status.nodes = status.nodes[: len(status.nodes) // 2]
+        status.nodes_truncated = True
+    return status
+
+
+def outcome_conditions(conditions, decision: Verdict, generation: int | None, now: str):  # type: ignore[no-untyped-def]
+    conds = set_condition(conditions, "Completed", decision.phase == "Completed",
+                          decision.reason if decision.phase == "Completed" else "NotCompleted",
+                          decision.message if decision.phase == "Completed" else "",
+                          generation, now)
+    failed = decision.phase == "Failed"
+    conds = set_condition(conds, "Failed", failed, decision.reason if failed else "NotFailed",
+                          decision.message if failed else "", generation, now)
+    return set_condition(conds, "Ready", decision.phase == "Completed", decision.reason,
+                         decision.message, generation, now)

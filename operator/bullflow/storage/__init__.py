@@ -1,0 +1,1 @@
+"""Adapters: all Redis and Kubernetes I/O lives here."""

@@ -1,0 +1,192 @@
+"""BullMQ in Redis: atomic flow submission, job snapshots, events, removal.
+
+Submission and state reads go through Python bullmq (FlowProducer's tree building, its Lua
+scripts). A few reads use BullMQ's keys directly because Python bullmq 3.x has no getter for
+them: the `:failed` hash behind Node's getIgnoredChildrenFailures, and the events stream tail.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from bullmq import FlowProducer, Queue
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..services.flowstatus import JobSnapshot
+from ..services.flowtree import PlannedJob
+
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+MARKER_PREFIX = "bullflow:flow"
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    stream: str
+    entry_id: str
+    fields: dict[str, str]
+
+
+def marker_key(prefix: str, uid: str) -> str:
+    """Written in the same MULTI/EXEC as the jobs: proof that this Flow was submitted."""
+    return f"{MARKER_PREFIX}:{prefix}:{uid}"
+
+
+def events_key(prefix: str, queue: str) -> str:
+    return f"{prefix}:{queue}:events"
+
+
+def job_key(prefix: str, queue: str, job_id: str) -> str:
+    return f"{prefix}:{queue}:{job_id}"
+
+
+def _decode(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class BullRedis:
+    """One Redis connection (URL) and the BullMQ producers that share it."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        self.url = url
+        # Our own client: bullmq's default retries for minutes, which would stall reconciles.
+        self.client = aioredis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 2),
+            health_check_interval=30,
+        )
+        self._producers: dict[str, FlowProducer] = {}
+
+    def producer(self, prefix: str) -> FlowProducer:
+        if prefix not in self._producers:
+            self._producers[prefix] = FlowProducer(self.client, {"prefix": prefix})
+        return self._producers[prefix]
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def is_submitted(self, prefix: str, uid: str) -> dict[str, Any] | None:
+        raw = await self.client.get(marker_key(prefix, uid))
+        return json.loads(raw) if raw else None
+
+    async def submit(
+        self, prefix: str, trees: list[dict], uid: str, marker: dict[str, Any]
+    ) -> bool:
+        """Add every tree and the submission marker in ONE MULTI/EXEC. False if already done.
+
+        This is FlowProducer.add/addBulk's own tree building and Lua scripts; the only addition
+        is the marker in the same transaction, so a crash can never leave jobs without it.
+        """
+        if await self.is_submitted(prefix, uid):
+            return False
+        producer = self.producer(prefix)
+        entries: list[dict] = []
+        for tree in trees:
+            await producer._queue_tree(entries, tree, None)  # noqa: SLF001 - see docstring
+        async with self.client.pipeline(transaction=True) as pipe:
+            for entry in entries:
+                job = entry["job"]
+                scripts = job.queue.backend.scripts
+                if entry["is_parent"]:
+                    await scripts.addParentJob(job, pipe)
+                else:
+                    await scripts.addJob(job, pipe)
+            pipe.set(marker_key(prefix, uid), json.dumps(marker))
+            results = await pipe.execute()
+        failures = [r for r in results[:-1] if isinstance(r, int) and r < 0]
+        if failures:
+            raise RuntimeError(f"BullMQ refused {len(failures)} job(s): codes {failures[:5]}")
+        return True
+
+    async def snapshots(self, prefix: str, jobs: list[PlannedJob]) -> dict[str, JobSnapshot]:
+        """State, attempts, return value and failure of every job, in one pipeline."""
+        producer = self.producer(prefix)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                scripts = producer.backend.forQueue(job.queue, prefix).scripts
+                keys = scripts.getKeys(
+                    ["completed", "failed", "delayed", "active", "wait", "paused",
+                     "waiting-children", "prioritized"]
+                )
+                key = job_key(prefix, job.queue, job.job_id)
+                await scripts.commands["getStateV2"](
+                    keys=keys, args=[job.job_id, key], client=pipe
+                )
+                pipe.hmget(key, ["returnvalue", "failedReason", "atm"])
+                if job.has_children:
+                    # Job.getChildrenValues reads `:processed`; `:failed` has no Python getter.
+                    pipe.hgetall(f"{key}:processed")
+                    pipe.hgetall(f"{key}:failed")
+            results = await pipe.execute()
+        out: dict[str, JobSnapshot] = {}
+        cursor = 0
+        for job in jobs:
+            state, (returnvalue, failed_reason, atm) = results[cursor], results[cursor + 1]
+            cursor += 2
+            children_values: dict[str, Any] = {}
+            ignored: dict[str, str] = {}
+            if job.has_children:
+                processed, failed = results[cursor], results[cursor + 1]
+                cursor += 2
+                children_values = {k: _decode(v) for k, v in processed.items()}
+                ignored = dict(failed)
+            out[job.job_id] = JobSnapshot(
+                state=state,
+                attempts_made=int(atm or 0),
+                return_value=_decode(returnvalue),
+                failed_reason=failed_reason or None,
+                children_values=children_values,
+                ignored_failures=ignored,
+            )
+        return out
+
+    async def remove_trees(self, prefix: str, roots: list[PlannedJob]) -> list[str]:
+        """Remove each root with its children (BullMQ's removeJob). Returns locked job ids."""
+        locked = []
+        producer = self.producer(prefix)
+        for root in roots:
+            scripts = producer.backend.forQueue(root.queue, prefix).scripts
+            if await scripts.remove(root.job_id, True) == 0:
+                locked.append(root.job_id)
+        return locked
+
+    async def forget(self, prefix: str, uid: str) -> None:
+        await self.client.delete(marker_key(prefix, uid))
+
+    async def stream_tail(self, key: str) -> str:
+        """The id of the newest event, so reading can resume right after it."""
+        last = await self.client.xrevrange(key, count=1)
+        return last[0][0] if last else "0-0"
+
+    async def read_events(
+        self, streams: dict[str, str], block_ms: int, count: int = 1000
+    ) -> list[StreamEntry]:
+        if not streams:
+            return []
+        reply = await self.client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
+        return [
+            StreamEntry(stream, entry_id, fields)
+            for stream, entries in reply or []
+            for entry_id, fields in entries
+        ]
+
+    async def queue_has_workers(self, prefix: str, queue: str) -> bool:
+        """Whether any BullMQ worker (any language) is connected to the queue."""
+        q = Queue(queue, {"connection": self.client, "prefix": prefix})
+        return bool(await q.get_workers())
+
+    async def close(self) -> None:
+        await self.client.aclose()
