@@ -137,6 +137,7 @@ class PodProcessSupervisor:
 
     def finished(self) -> list[PodProcess]:
         with self._lock:
+            self._reap_locked()
             return list(self._finished)
 
     def exit_codes(self) -> dict[str, list[int]]:
@@ -187,16 +188,18 @@ class PodProcessSupervisor:
             self._terminate_all()
             api.close()
 
+    def _reap_locked(self) -> None:
+        for uid, proc in list(self._active.items()):
+            if proc.poll() is not None:
+                del self._active[uid]
+                self._finished.append(proc)
+                log.info("pod process %s exited %s", proc.pod_name, proc.exit_code)
+
     def _reconcile(self, pods: list[Any]) -> None:
         now = time.monotonic()
         by_uid = {p.metadata.uid: p for p in pods}
         with self._lock:
-            # Reap exits; restart or forget.
-            for uid, proc in list(self._active.items()):
-                if proc.poll() is not None:
-                    del self._active[uid]
-                    self._finished.append(proc)
-                    log.info("pod process %s exited %s", proc.pod_name, proc.exit_code)
+            self._reap_locked()
             # Terminate processes whose pod is going away.
             for uid, proc in self._active.items():
                 pod = by_uid.get(uid)
