@@ -1,7 +1,8 @@
 """`python -m tests.harness up|down|status|env` — a detached local cluster + Redis.
 
 `up` prints shell exports on stdout (everything else goes to stderr), so
-`eval "$(python -m tests.harness up)"` works. State: $BULLFLOW_CACHE/run/state.json.
+`eval "$(python -m tests.harness up)"` works. State: $BULLFLOW_CACHE/run/state.json
+(or $BULLFLOW_RUN_DIR/state.json).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ _ORDER = list(_BINARIES)
 
 
 def run_dir() -> Path:
-    return cache_dir() / "run"
+    """$BULLFLOW_RUN_DIR, default $BULLFLOW_CACHE/run (state.json, cluster and redis dirs)."""
+    return Path(os.environ.get("BULLFLOW_RUN_DIR") or cache_dir() / "run")
 
 
 def state_path() -> Path:
