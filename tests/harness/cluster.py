@@ -237,7 +237,7 @@ class LocalCluster:
         try:
             from kubernetes import client
 
-            core = client.CoreV1Api(api)
+            core: Any = client.CoreV1Api(api)
             wait_for(
                 lambda: _nodes_ready(core, self.node_names),
                 self.start_timeout,
@@ -340,10 +340,10 @@ class LocalCluster:
 
         api = self.api_client()
         try:
-            core = client.CoreV1Api(api)
+            core: Any = client.CoreV1Api(api)
             resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
             for name in self.node_names:
-                body = {
+                body: dict[str, Any] = {
                     "apiVersion": "v1",
                     "kind": "Node",
                     "metadata": {

@@ -114,10 +114,11 @@ def namespace(kube_client: Any, request: pytest.FixtureRequest) -> Iterator[str]
     """A fresh namespace per test; deleted afterwards (without waiting for it to go)."""
     from kubernetes import client
 
-    core = client.CoreV1Api(kube_client)
+    core: Any = client.CoreV1Api(kube_client)
     base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
     name = f"t-{base}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"bullflow.test": "true"}}})
+    body: dict[str, Any] = {"metadata": {"name": name, "labels": {"bullflow.test": "true"}}}
+    core.create_namespace(body)
     try:
         yield name
     finally:

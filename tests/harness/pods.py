@@ -300,7 +300,8 @@ class PodProcessSupervisor:
                     p.terminating_since = time.monotonic()
                     _signal_group(p.popen, signal.SIGTERM)
             for p in procs:
-                remaining = p.grace_seconds - (time.monotonic() - p.terminating_since)
+                since = p.terminating_since or time.monotonic()
+                remaining = p.grace_seconds - (time.monotonic() - since)
                 try:
                     p.popen.wait(max(0.0, remaining))
                 except subprocess.TimeoutExpired:

@@ -75,3 +75,27 @@ async def count_executions(job: Any) -> Any:
     finally:
         os.close(fd)
     return job.data
+
+
+async def scripted(job: Any) -> Any:
+    """Behaviour chosen by the job's data, mirrored by the Node.js interop worker.
+
+    ``sleepSeconds``: sleep first. ``failTimes``: fail the first N attempts (retries).
+    ``fail``: always fail with this reason. ``combine``: ``sum`` adds the numeric children
+    values to ``result``; ``collect`` returns the children values. Else returns ``result``.
+    """
+    data = _data(job) if isinstance(_data(job), dict) else {}
+    if data.get("sleepSeconds"):
+        await asyncio.sleep(float(data["sleepSeconds"]))
+    if job.attemptsMade < int(data.get("failTimes", 0)):
+        raise ProcessorFailure(f"attempt {job.attemptsMade + 1} failed on purpose")
+    if data.get("fail"):
+        raise ProcessorFailure(str(data["fail"]))
+    result = data.get("result")
+    combine = data.get("combine")
+    if combine == "sum":
+        children = await job.getChildrenValues()
+        return (result or 0) + sum(v for v in children.values() if _is_number(v))
+    if combine == "collect":
+        return dict(await job.getChildrenValues())
+    return result
