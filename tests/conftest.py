@@ -12,6 +12,7 @@ from tests.harness.fixtures import (  # noqa: F401 - re-exported fixtures and ho
     namespace,
     pytest_collection_modifyitems,
     pytest_runtest_makereport,
+    pytest_terminal_summary,
     redis_prefix,
     redis_server,
     redis_url,

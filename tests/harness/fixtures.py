@@ -62,6 +62,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 _session_objects: dict[str, object] = {}
+_startup_notes: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for note in _startup_notes:
+        terminalreporter.write_line(note)
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +84,10 @@ def local_cluster(
     cluster = LocalCluster(workdir, tools=harness_tools)
     _session_objects["cluster"] = cluster
     cluster.start()
+    _startup_notes.append(
+        f"bullflow harness: local cluster {cluster.version} started in "
+        f"{cluster.startup_seconds:.1f}s (logs: {cluster.logs_dir})"
+    )
     try:
         yield cluster
     finally:
