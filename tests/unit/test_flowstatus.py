@@ -95,6 +95,7 @@ def test_fail_parent_on_failure_reports_the_deepest_cause():
         "0.0.0": JobSnapshot("failed", 3, failed_reason="leaf broke")})
     assert s.phase == "Failed"
     assert cond(s, "Failed").reason == "JobFailed"
+    assert "caused by job 0.0.0 (leaf on queue c): leaf broke" in cond(s, "Failed").message
 
 
 def test_fail_parent_chain_broken_midway_is_child_failed():

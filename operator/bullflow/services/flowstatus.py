@@ -69,18 +69,42 @@ def verdict(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> Verdict:
         )
     if failed_root is not None:
         snap = snaps.get(failed_root.job_id)
-        return Verdict(
-            "Failed",
-            "JobFailed",
+        message = (
             f"root job {failed_root.path} ({failed_root.name} on queue {failed_root.queue}) "
-            f"failed: {snap.failed_reason if snap else 'unknown'}",
+            f"failed: {snap.failed_reason if snap else 'unknown'}"
         )
+        cause = _root_cause(failed_root, jobs, states)
+        if cause is not failed_root:
+            cause_snap = snaps.get(cause.job_id)
+            message += (
+                f"; caused by job {cause.path} ({cause.name} on queue {cause.queue}): "
+                f"{cause_snap.failed_reason if cause_snap else 'unknown'}"
+            )
+        return Verdict("Failed", "JobFailed", message)
     if all(states[j.path] == "completed" for j in roots):
         return Verdict("Completed", "Completed", f"all {len(jobs)} jobs completed")
     started = any(s in ("active", "completed", "failed") for s in states.values())
     if started:
         return Verdict("Running", "Running", "jobs are being processed")
     return Verdict("Submitted", "Submitted", "jobs are waiting for workers")
+
+
+def _root_cause(root: PlannedJob, jobs: list[PlannedJob], states: dict[str, str]) -> PlannedJob:
+    """The deepest failed job linked to the failed root by failed parents (failParentOnFailure)."""
+    failed = {j.path for j in jobs if states[j.path] == "failed"}
+    linked = [
+        j
+        for j in jobs
+        if j.path in failed
+        and (j.path == root.path or j.path.startswith(root.path + "."))
+        and all(a in failed for a in _ancestors(j.path, root.path))
+    ]
+    return max(linked, key=lambda j: j.path.count("."))
+
+
+def _ancestors(path: str, stop: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(len(stop.split(".")), len(parts))]
 
 
 def _blocking_failure(jobs: list[PlannedJob], states: dict[str, str]) -> PlannedJob | None:
