@@ -8,6 +8,7 @@ import logging
 import sys
 
 import kopf
+import prometheus_client
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -20,6 +21,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="kopf peering name for HA (one active operator)")
     parser.add_argument("--liveness", default=None,
                         help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, default=9090,
+                        help="Prometheus /metrics port (0 disables)")
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -27,14 +30,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from . import handlers  # noqa: F401  (registers the handlers)  # noqa: PLC0415
-    from .handlers import flow, lifecycle  # noqa: F401  # noqa: PLC0415
+    from .handlers import flow, lifecycle  # noqa: F401, PLC0415 - registers the handlers
 
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,

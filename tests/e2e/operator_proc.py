@@ -31,11 +31,12 @@ class OperatorProcess:
         self.extra_env = dict(env or {})
         self.proc: ManagedProcess | None = None
         self.starts = 0
+        self.metrics_port = free_port()
 
     def start(self) -> OperatorProcess:
         port = free_port()
         argv = [sys.executable, "-m", "bullflow", "--standalone",
-                f"--liveness=http://127.0.0.1:{port}/healthz"]
+                f"--liveness=http://127.0.0.1:{port}/healthz", f"--metrics-port={self.metrics_port}"]
         argv += [f"--namespace={ns}" for ns in self.namespaces]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "BULLFLOW_REDIS_URL": self.redis_url, "BULLFLOW_RESYNC_INTERVAL_SECONDS": "5",

@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from .. import metrics
 from ..config import Settings
 from ..models.flow import FlowSpec, FlowStatus
 from ..services.conditions import now_rfc3339, set_condition
@@ -56,6 +57,7 @@ class FlowController:
             block_ms=settings.event_block_ms,
         )
         self._ttl_tasks: dict[str, asyncio.Task[None]] = {}
+        self.phases = metrics.PhaseBook()
 
     def backoff(self, retry: int) -> float:
         return float(min(2 ** min(retry, 16), self.settings.max_backoff_seconds))
@@ -73,6 +75,7 @@ class FlowController:
         if errors := structural_errors(spec, self.settings.max_nodes):
             await self._invalid(ref, status, generation, "; ".join(errors))
             return
+        self.phases.set(ref.uid, status.phase)
         if status.phase in FINISHED_PHASES:
             self.tracker.forget(ref.uid)
             self._schedule_ttl(ref, spec, status)
@@ -87,6 +90,8 @@ class FlowController:
             try:
                 status = await self._submit(ref, spec, status, generation, conn, jobs)
             except REDIS_ERRORS as err:
+                metrics.REDIS_ERRORS.labels("submit").inc()
+                metrics.SUBMISSIONS.labels("error").inc()
                 message = f"Redis at {_safe_url(conn.url)} is unreachable: {err}"
                 await self._not_ready(ref, status, generation, "RedisUnavailable", message)
                 raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
@@ -97,7 +102,9 @@ class FlowController:
     async def _submit(self, ref, spec, status, generation, conn, jobs):  # type: ignore[no-untyped-def]
         marker = {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid,
                   "submittedAt": now_rfc3339(), "jobs": len(jobs)}
-        fresh = await conn.submit(spec.prefix, to_flowproducer(spec, ref.uid), ref.uid, marker)
+        with metrics.SUBMIT_SECONDS.time():
+            fresh = await conn.submit(spec.prefix, to_flowproducer(spec, ref.uid), ref.uid, marker)
+        metrics.SUBMISSIONS.labels("submitted" if fresh else "already-submitted").inc()
         self._maybe_crash_for_test()
         if not fresh:
             marker = await conn.is_submitted(spec.prefix, ref.uid) or marker
@@ -115,7 +122,7 @@ class FlowController:
             status.conditions, "Ready", False, "Submitted", "jobs are waiting for workers",
             generation,
         )
-        await self.kube.patch_status(ref, _wire(status))
+        await self._patch(ref, status, "submitted")
         if fresh:
             await self.kube.event(ref, "Normal", "Submitted",
                                   f"Submitted {len(jobs)} jobs to Redis (prefix {spec.prefix})")
@@ -132,6 +139,7 @@ class FlowController:
         try:
             snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
         except REDIS_ERRORS as err:
+            metrics.REDIS_ERRORS.labels("read").inc()
             message = f"Redis at {_safe_url(flow.conn.url)} is unreachable: {err}"
             await self._not_ready(flow.ref, flow.status, flow.generation, "RedisUnavailable",
                                   message)
@@ -141,7 +149,7 @@ class FlowController:
         if new == flow.status:
             return False
         previous, flow.status = flow.status, new
-        if not await self.kube.patch_status(flow.ref, _wire(new)):
+        if not await self._patch(flow.ref, new, "progress"):
             return True  # the Flow is gone
         await self._emit_transitions(flow, previous, new)
         return new.phase in FINISHED_PHASES
@@ -167,6 +175,7 @@ class FlowController:
         ref = flow_ref(body)
         self.tracker.forget(ref.uid)
         self._cancel_ttl(ref.uid)
+        self.phases.drop(ref.uid)
         annotations = body["metadata"].get("annotations") or {}
         try:
             spec = FlowSpec.model_validate(body.get("spec") or {})
@@ -186,6 +195,7 @@ class FlowController:
         except ConnectionError_ as err:
             message = err.message
         except REDIS_ERRORS as err:
+            metrics.REDIS_ERRORS.labels("delete").inc()
             message = f"cannot remove the flow's jobs, Redis is unreachable: {err}"
         status = _status_of(body)
         await self._not_ready(ref, status, body["metadata"].get("generation"), "DeletionBlocked",
@@ -204,7 +214,17 @@ class FlowController:
         status.observed_generation = generation
         status.conditions = set_condition(status.conditions, "Ready", False, reason, message,
                                           generation)
-        await self.kube.patch_status(ref, _wire(status))
+        await self._patch(ref, status, "condition")
+
+    async def _patch(self, ref: ObjectRef, status: FlowStatus, kind: str) -> bool:
+        with metrics.STATUS_PATCH_SECONDS.labels(kind).time():
+            found = await self.kube.patch_status(ref, _wire(status))
+        metrics.STATUS_PATCHES.labels(kind).inc()
+        if found:
+            self.phases.set(ref.uid, status.phase)
+        else:
+            self.phases.drop(ref.uid)
+        return found
 
     def _schedule_ttl(self, ref: ObjectRef, spec: FlowSpec, status: FlowStatus) -> None:
         if spec.ttl_seconds_after_finished is None or not status.finished_at:
