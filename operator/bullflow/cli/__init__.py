@@ -1,0 +1,1 @@
+"""Command-line tools for bullflow users (the `kubectl bullflow` plugin)."""
