@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from . import GROUP, VERSION
 from .models.common import CEL
 from .models.flow import FlowSpec, FlowStatus
+from .models.workerpool import Scaling, WorkerPoolSpec, WorkerPoolStatus
 
 # A CRD schema cannot recurse, so the FlowNode tree is typed down to this many levels; deeper
 # children are kept as-is and validated by the operator (reported as InvalidSpec).
@@ -61,6 +62,8 @@ def _resolve(
             out[key] = {
                 name: _resolve(prop, defs, depth, cardinality) for name, prop in value.items()
             }
+        elif key == "const":  # not part of the CRD schema language
+            out["enum"] = [value]
         elif key == "items":
             out[key] = _resolve(value, defs, depth, cardinality * schema.get("maxItems", 10**9))
         else:
@@ -114,6 +117,42 @@ def flow_crd() -> dict[str, Any]:
             ("Progress", "string", ".status.progress", "Jobs done / total"),
             ("Reason", "string", ".status.conditions[?(@.type==\"Ready\")].reason", "Why"),
             ("Result", "string", ".status.result", "The root's return value", 1),
+            ("Age", "date", ".metadata.creationTimestamp", ""),
+        ],
+    )
+
+
+def workerpool_crd() -> dict[str, Any]:
+    spec = openapi_schema(WorkerPoolSpec)
+    spec["properties"]["prefix"]["default"] = "bull"
+    # Server-side defaults, so the CEL rules (minReplicas <= maxReplicas) always see values.
+    spec["properties"]["scaling"]["default"] = {}
+    scaling = spec["properties"]["scaling"]["properties"]
+    for name, field in Scaling.model_fields.items():
+        if field.default is not None and isinstance(field.default, int):
+            scaling[field.alias or name]["default"] = field.default
+    worker = spec["properties"]["worker"]["properties"]
+    worker["concurrency"]["default"] = 1
+    worker["terminationGracePeriodSeconds"]["default"] = 300
+    target = spec["properties"]["scaleTargetRef"]["properties"]
+    target["apiVersion"]["default"] = "apps/v1"
+    target["kind"]["default"] = "Deployment"
+    status = openapi_schema(WorkerPoolStatus)
+    return _crd(
+        kind="WorkerPool",
+        plural="workerpools",
+        short_names=["wpool"],
+        description="BullMQ workers for some queues, autoscaled by their backlog.",
+        spec=spec,
+        status=status,
+        columns=[
+            ("Queues", "string", ".spec.queues", "Queues consumed"),
+            ("Backlog", "integer", ".status.backlog.total",
+             "waiting + prioritized + due delayed + active"),
+            ("Desired", "integer", ".status.desiredReplicas", "Replicas wanted"),
+            ("Replicas", "integer", ".status.replicas", "Replicas set on the target"),
+            ("Ready", "integer", ".status.readyReplicas", "Ready replicas"),
+            ("Reason", "string", ".status.lastScaleReason", "Last scaling decision", 1),
             ("Age", "date", ".metadata.creationTimestamp", ""),
         ],
     )
@@ -181,14 +220,10 @@ def _crd(
 
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name -> CRD manifest."""
-    crds = {"flows.bullflow.io.yaml": flow_crd()}
-    try:
-        from .models.workerpool import workerpool_crd  # noqa: PLC0415
-    except ImportError:
-        pass
-    else:
-        crds["workerpools.bullflow.io.yaml"] = workerpool_crd()
-    return crds
+    return {
+        "flows.bullflow.io.yaml": flow_crd(),
+        "workerpools.bullflow.io.yaml": workerpool_crd(),
+    }
 
 
 def render(crd: dict[str, Any]) -> str:
