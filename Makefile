@@ -80,7 +80,7 @@ cluster-down: venv ## Stop the local control plane + Redis started by cluster-up
 
 .PHONY: demo
 demo: bootstrap ## Run the demo on $KUBECONFIG's cluster if reachable, else on a local one
-	$(PY) -m bullflow.demo
+	$(PY) hack/demo.py
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches inside the clone (not the tool cache)

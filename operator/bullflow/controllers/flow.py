@@ -78,7 +78,7 @@ class FlowController:
         self.phases.set(ref.uid, status.phase)
         if status.phase in FINISHED_PHASES:
             self.tracker.forget(ref.uid)
-            self._schedule_ttl(ref, spec, status)
+            self._schedule_ttl(ref, spec.ttl_seconds_after_finished, status)
             return
         try:
             conn = await self.pool.resolve(ref.namespace, spec.connection)
@@ -96,7 +96,8 @@ class FlowController:
                 await self._not_ready(ref, status, generation, "RedisUnavailable", message)
                 raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
         await self.tracker.track(
-            TrackedFlow(ref, conn, spec.prefix, jobs, generation, status)
+            TrackedFlow(ref, conn, spec.prefix, jobs, generation, status,
+                        spec.ttl_seconds_after_finished)
         )
 
     async def _submit(self, ref, spec, status, generation, conn, jobs):  # type: ignore[no-untyped-def]
@@ -152,7 +153,10 @@ class FlowController:
         if not await self._patch(flow.ref, new, "progress"):
             return True  # the Flow is gone
         await self._emit_transitions(flow, previous, new)
-        return new.phase in FINISHED_PHASES
+        if new.phase not in FINISHED_PHASES:
+            return False
+        self._schedule_ttl(flow.ref, flow.ttl_seconds, new)
+        return True
 
     async def _emit_transitions(self, flow: TrackedFlow, old: FlowStatus, new: FlowStatus) -> None:
         was_failed = {n.path for n in old.nodes if n.state == "failed"}
@@ -226,13 +230,11 @@ class FlowController:
             self.phases.drop(ref.uid)
         return found
 
-    def _schedule_ttl(self, ref: ObjectRef, spec: FlowSpec, status: FlowStatus) -> None:
-        if spec.ttl_seconds_after_finished is None or not status.finished_at:
-            return
-        if ref.uid in self._ttl_tasks:
+    def _schedule_ttl(self, ref: ObjectRef, ttl: int | None, status: FlowStatus) -> None:
+        if ttl is None or not status.finished_at or ref.uid in self._ttl_tasks:
             return
         finished = datetime.strptime(status.finished_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        due = finished.timestamp() + spec.ttl_seconds_after_finished
+        due = finished.timestamp() + ttl
         self._ttl_tasks[ref.uid] = asyncio.create_task(self._delete_at(ref, due))
 
     async def _delete_at(self, ref: ObjectRef, due: float) -> None:

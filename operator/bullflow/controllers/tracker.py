@@ -31,6 +31,7 @@ class TrackedFlow:
     jobs: list[PlannedJob]
     generation: int | None
     status: FlowStatus
+    ttl_seconds: int | None = None
     streams: list[str] = field(default_factory=list)
 
 

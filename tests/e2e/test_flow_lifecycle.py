@@ -1,0 +1,241 @@
+"""Flow behaviour beyond the happy path: crash safety, catch-up, deletion, TTL, Redis outages,
+Events and large flows. Real apiserver, real redis-server, real BullMQ workers."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_sync
+from kubernetes import client
+
+from tests.e2e.flows import Flows, condition
+from tests.e2e.operator_proc import OperatorProcess, WorkerSet
+from tests.harness.process import wait_for
+from tests.harness.redis import RedisServer
+
+
+def flow_doc(name: str, prefix: str, root: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "bullflow.io/v1alpha1", "kind": "Flow", "metadata": {"name": name},
+            "spec": {"prefix": prefix, "root": root, **spec}}
+
+
+def two_children(queue: str, **child_opts: Any) -> dict[str, Any]:
+    return {"name": "parent", "queueName": queue, "data": {"combine": "sum"}, "children": [
+        {"name": "a", "queueName": queue, "data": {"result": 1}, **child_opts},
+        {"name": "b", "queueName": queue, "data": {"result": 2}, **child_opts},
+    ]}
+
+
+@pytest.fixture
+def private_namespace(kube_client: Any) -> Iterator[str]:
+    """A namespace the session operator does not watch (it watches t-*)."""
+    core = client.CoreV1Api(kube_client)
+    name = f"own-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def own_operator(local_cluster, redis_server, private_namespace, tmp_path, flow_crds):
+    procs: list[OperatorProcess] = []
+
+    def make(**env: str) -> OperatorProcess:
+        proc = OperatorProcess(local_cluster.kubeconfig, redis_server.url, tmp_path / "op",
+                               namespaces=[private_namespace], env=env)
+        procs.append(proc)
+        return proc
+
+    yield make
+    for proc in procs:
+        proc.stop()
+
+
+def job_exists(url: str, prefix: str, queue: str, job_id: str) -> bool:
+    r = redis_sync.Redis.from_url(url)
+    try:
+        return bool(r.exists(f"{prefix}:{queue}:{job_id}"))
+    finally:
+        r.close()
+
+
+def test_kill_9_right_after_the_redis_write_never_duplicates_jobs(
+    own_operator, private_namespace, kube_client, kubectl, redis_server, redis_prefix,
+    workers, tmp_path,
+):
+    crashed = tmp_path / "crashed"
+    exec_log = tmp_path / "executions.log"
+    operator = own_operator(BULLFLOW_CRASH_AFTER_SUBMIT_FILE=str(crashed)).start()
+    flows = Flows(kube_client, kubectl, private_namespace)
+    root = two_children("crash")
+    root["children"][0]["opts"] = {"removeOnComplete": True}  # gone from Redis once done
+    flows.apply(flow_doc("crash", redis_prefix, root))
+    wait_for(operator.exited, 30, "the operator to SIGKILL itself after the Redis write")
+    assert crashed.exists()
+    assert "submittedAt" not in (flows.get("crash").get("status") or {})
+    # Workers finish every job while the operator is down: the removeOnComplete child vanishes.
+    workers.start("python", ["crash"], redis_prefix,
+                  processor="bullflow_worker.processors:count_executions",
+                  env={"BULLFLOW_EXEC_LOG": str(exec_log)})
+    wait_for(lambda: len(_lines(exec_log)) == 3, 30, "all three jobs to run")
+    operator.start()  # the crash hook fires only once
+    flow = flows.wait("crash", timeout=60)
+    assert flow["status"]["phase"] == "Completed", flow["status"]
+    time.sleep(1.0)  # any duplicate submission would be picked up by the worker by now
+    executions = _lines(exec_log)
+    uid = flow["metadata"]["uid"]
+    assert sorted(executions) == sorted(f"bf-{uid}-{p}" for p in ("0", "0.0", "0.1"))
+    assert not job_exists(redis_server.url, redis_prefix, "crash", f"bf-{uid}-0.0")
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_operator_catches_up_after_an_outage_even_with_a_trimmed_event_stream(
+    own_operator, private_namespace, kube_client, kubectl, redis_server, redis_prefix, workers,
+):
+    operator = own_operator().start()
+    flows = Flows(kube_client, kubectl, private_namespace)
+    flows.apply(flow_doc("catchup", redis_prefix, two_children("catchup")))
+    flows.wait("catchup", phases=("Submitted",), timeout=30)
+    operator.stop()
+    workers.start("python", ["catchup"], redis_prefix)
+    r = redis_sync.Redis.from_url(redis_server.url)
+    wait_for(lambda: r.zcard(f"{redis_prefix}:catchup:completed") == 3, 30, "jobs to complete")
+    r.xtrim(f"{redis_prefix}:catchup:events", maxlen=0)  # as if ~10k later events pushed it out
+    r.close()
+    operator.start()
+    flow = flows.wait("catchup", timeout=30)
+    assert flow["status"]["phase"] == "Completed" and flow["status"]["result"] == 3
+
+
+def test_deletion_policy_delete_removes_the_jobs_and_orphan_keeps_them(
+    operator, flows, kubectl, namespace, redis_server, redis_prefix,
+):
+    for name, policy in (("deleted", "Delete"), ("orphaned", "Orphan")):
+        flows.apply(flow_doc(name, redis_prefix, two_children(f"q-{name}"),
+                             deletionPolicy=policy))
+    uids = {}
+    for name in ("deleted", "orphaned"):
+        uids[name] = flows.wait(name, phases=("Submitted",), timeout=30)["metadata"]["uid"]
+        assert job_exists(redis_server.url, redis_prefix, f"q-{name}", f"bf-{uids[name]}-0.1")
+    kubectl("delete", "flow", "deleted", "orphaned", "-n", namespace, "--timeout=30s")
+    for path in ("0", "0.0", "0.1"):
+        assert not job_exists(redis_server.url, redis_prefix, "q-deleted",
+                              f"bf-{uids['deleted']}-{path}")
+        assert job_exists(redis_server.url, redis_prefix, "q-orphaned",
+                          f"bf-{uids['orphaned']}-{path}")
+
+
+def test_ttl_seconds_after_finished_deletes_the_flow(operator, flows, workers, redis_prefix):
+    workers.start("python", ["ttl"], redis_prefix)
+    flows.apply(flow_doc("ttl", redis_prefix, two_children("ttl"), ttlSecondsAfterFinished=2))
+    assert flows.wait("ttl", timeout=30)["status"]["phase"] == "Completed"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            flows.get("ttl")
+        except client.ApiException as err:
+            assert err.status == 404
+            return
+        time.sleep(0.3)
+    raise AssertionError("the finished flow was not deleted after its TTL")
+
+
+def test_events_tell_the_story(operator, flows, workers, kube_client, namespace, redis_prefix):
+    workers.start("python", ["events"], redis_prefix)
+    root = two_children("events")
+    root["children"][1]["data"] = {"fail": "disk full"}
+    flows.apply(flow_doc("story", redis_prefix, root))
+    assert flows.wait("story", timeout=30)["status"]["phase"] == "Failed"
+    core = client.CoreV1Api(kube_client)
+
+    def reasons() -> set[str]:
+        events = core.list_namespaced_event(namespace).items
+        return {e.reason for e in events if e.involved_object.name == "story"}
+
+    wait_for(lambda: {"Submitted", "JobFailed", "ChildFailed"} <= reasons(), 15, "events")
+    messages = [e.message for e in core.list_namespaced_event(namespace).items]
+    assert any("disk full" in m for m in messages)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "own-redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def redis_secret(kube_client: Any, namespace: str, url: str) -> dict[str, str]:
+    client.CoreV1Api(kube_client).create_namespaced_secret(namespace, {
+        "metadata": {"name": "redis"},
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    })
+    return {"name": "redis", "key": "url"}
+
+
+def test_redis_down_at_submission_is_reported_and_recovers(
+    operator, flows, kube_client, namespace, own_redis, redis_prefix, tmp_path,
+):
+    conn = redis_secret(kube_client, namespace, own_redis.url)
+    own_redis.stop()
+    flows.apply(flow_doc("outage", redis_prefix, two_children("outage"), connection=conn))
+    flow = flows.wait_for(
+        "outage",
+        lambda f: any(c["type"] == "Ready" and c["reason"] == "RedisUnavailable"
+                      for c in (f.get("status") or {}).get("conditions", [])),
+        "a RedisUnavailable condition", timeout=30,
+    )
+    assert "unreachable" in condition(flow, "Ready")["message"]
+    own_redis.start()
+    own_workers = WorkerSet(own_redis.url, tmp_path)
+    own_workers.start("python", ["outage"], redis_prefix)
+    try:
+        flow = flows.wait("outage", timeout=90)
+    finally:
+        own_workers.stop()
+    assert flow["status"]["phase"] == "Completed" and flow["status"]["result"] == 3
+
+
+def test_deleting_while_redis_is_down_waits_with_a_condition_then_finishes(
+    operator, flows, kubectl, kube_client, namespace, own_redis, redis_prefix,
+):
+    conn = redis_secret(kube_client, namespace, own_redis.url)
+    flows.apply(flow_doc("stuck", redis_prefix, two_children("stuck"), connection=conn))
+    uid = flows.wait("stuck", phases=("Submitted",), timeout=30)["metadata"]["uid"]
+    own_redis.stop()
+    kubectl("delete", "flow", "stuck", "-n", namespace, "--wait=false")
+    flows.wait_for(
+        "stuck",
+        lambda f: any(c["reason"] == "DeletionBlocked"
+                      for c in (f.get("status") or {}).get("conditions", [])),
+        "a DeletionBlocked condition", timeout=30,
+    )
+    own_redis.start()  # empty again (no persistence), so nothing is left to remove
+    kubectl("wait", "--for=delete", "flow/stuck", "-n", namespace, "--timeout=90s")
+    assert not job_exists(own_redis.url, redis_prefix, "stuck", f"bf-{uid}-0")
+
+
+def test_a_large_flow_keeps_its_status_small(operator, flows, workers, redis_prefix):
+    children = [{"name": f"c{i}", "queueName": "large", "data": {"result": 1}}
+                for i in range(2000)]
+    root = {"name": "sum", "queueName": "large", "data": {"combine": "sum"},
+            "children": children}
+    workers.start("python", ["large"], redis_prefix, concurrency=100)
+    flows.apply(flow_doc("large", redis_prefix, root))
+    flow = flows.wait("large", timeout=120)
+    status = flow["status"]
+    assert status["phase"] == "Completed" and status["result"] == 2000
+    assert status["totalNodes"] == 2001 and status["progress"] == "2001/2001"
+    assert status["nodesTruncated"] is True and status["counts"] == {"completed": 2001}
+    assert len(repr(status)) < 256 * 1024
+
+
