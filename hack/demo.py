@@ -25,8 +25,16 @@ from tests.harness.tools import ensure_tools  # noqa: E402
 
 NAMESPACE = "bullflow-demo"
 EXAMPLE = ROOT / "examples" / "order.yaml"
-SYMBOLS = {"completed": "✔", "failed": "✖", "active": "▶", "waiting-children": "◷",
-           "waiting": "…", "delayed": "⏲", "prioritized": "…", "unknown": "?"}
+SYMBOLS = {
+    "completed": "✔",
+    "failed": "✖",
+    "active": "▶",
+    "waiting-children": "◷",
+    "waiting": "…",
+    "delayed": "⏲",
+    "prioritized": "…",
+    "unknown": "?",
+}
 
 
 def say(message: str) -> None:
@@ -36,15 +44,29 @@ def say(message: str) -> None:
 def reachable(kubectl: Path, kubeconfig: str | None) -> bool:
     if not kubeconfig or not Path(kubeconfig).exists():
         return False
-    probe = subprocess.run([str(kubectl), f"--kubeconfig={kubeconfig}", "get", "--raw=/readyz",
-                            "--request-timeout=5s"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [
+            str(kubectl),
+            f"--kubeconfig={kubeconfig}",
+            "get",
+            "--raw=/readyz",
+            "--request-timeout=5s",
+        ],
+        capture_output=True,
+        text=True,
+    )
     return probe.returncode == 0
 
 
 def local_cluster_env() -> dict[str, str]:
     say("no reachable cluster configured: starting the local control plane and Redis")
-    out = subprocess.run([sys.executable, "-m", "tests.harness", "up"], cwd=ROOT, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.harness", "up"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     env = {}
     for line in out.stdout.splitlines():
         if line.startswith("export "):
@@ -61,9 +83,12 @@ def tree_lines(status: dict, spec_root: dict) -> list[str]:
         info = nodes.get(path, {})
         state = info.get("state", "pending")
         detail = info.get("failedReason") or (
-            json.dumps(info["returnValue"])[:60] if "returnValue" in info else "")
-        lines.append(f"{'   ' * depth}{SYMBOLS.get(state, '·')} {node['name']:<16} "
-                     f"{node['queueName']:<12} {state:<17} {detail}")
+            json.dumps(info["returnValue"])[:60] if "returnValue" in info else ""
+        )
+        lines.append(
+            f"{'   ' * depth}{SYMBOLS.get(state, '·')} {node['name']:<16} "
+            f"{node['queueName']:<12} {state:<17} {detail}"
+        )
         for index, child in enumerate(node.get("children", [])):
             walk(child, f"{path}.{index}", depth + 1)
 
@@ -84,19 +109,22 @@ def main() -> int:
         env["BULLFLOW_REDIS_URL"] = local_cluster_env()["BULLFLOW_REDIS_URL"]
 
     def kubectl(*args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([str(tools.kubectl), *args], env=env, input=stdin,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [str(tools.kubectl), *args], env=env, input=stdin, capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise SystemExit(f"[demo] kubectl {' '.join(args[:3])} failed: {done.stderr.strip()}")
         return done.stdout
 
-    say(f"cluster: {kubectl('config', 'view', '--minify', '-o', 'jsonpath={.clusters[0].cluster.server}')}"
-        f" ({json.loads(kubectl('version', '-o', 'json'))['serverVersion']['gitVersion']})")
+    server = kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+    version = json.loads(kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]
+    say(f"cluster: {server} ({version})")
     say(f"redis: {env['BULLFLOW_REDIS_URL']}")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    subprocess.run([str(tools.kubectl), "create", "namespace", NAMESPACE], env=env,
-                   capture_output=True)
+    subprocess.run(
+        [str(tools.kubectl), "create", "namespace", NAMESPACE], env=env, capture_output=True
+    )
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc["metadata"]["name"] = f"order-{uuid.uuid4().hex[:5]}"
     queues = sorted(_queues(doc["spec"]["root"]))
@@ -104,13 +132,33 @@ def main() -> int:
     logs = Path(env.get("BULLFLOW_CACHE", Path.home() / ".cache" / "bullflow")) / "demo"
     logs.mkdir(parents=True, exist_ok=True)
     procs = [
-        subprocess.Popen([str(bin_dir / "bullflow-operator"), "--standalone", "-n", NAMESPACE,
-                          "--metrics-port=0"], env=env,
-                         stdout=open(logs / "operator.log", "w"), stderr=subprocess.STDOUT),
-        subprocess.Popen([str(bin_dir / "bullflow-worker"), *sum((["--queue", q] for q in queues),
-                          []), "--processor", "bullflow_worker.processors:scripted",
-                          "--concurrency", "5", "--http-port", "0"], env=env,
-                         stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            [
+                str(bin_dir / "bullflow-operator"),
+                "--standalone",
+                "-n",
+                NAMESPACE,
+                "--metrics-port=0",
+            ],
+            env=env,
+            stdout=open(logs / "operator.log", "w"),  # noqa: SIM115 - lives with the process
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [
+                str(bin_dir / "bullflow-worker"),
+                *[arg for q in queues for arg in ("--queue", q)],
+                "--processor",
+                "bullflow_worker.processors:scripted",
+                "--concurrency",
+                "5",
+                "--http-port",
+                "0",
+            ],
+            env=env,
+            stdout=open(logs / "worker.log", "w"),  # noqa: SIM115 - lives with the process
+            stderr=subprocess.STDOUT,
+        ),
     ]
     try:
         say(f"operator and a Python BullMQ worker started (logs in {logs})")
@@ -131,8 +179,11 @@ def follow(kubectl, doc) -> int:  # type: ignore[no-untyped-def]
     while time.monotonic() < deadline:
         flow = json.loads(kubectl("get", "flow", name, "-n", NAMESPACE, "-o", "json"))
         status = flow.get("status") or {}
-        frame = [f"flow {NAMESPACE}/{name}: phase={status.get('phase', 'Pending')} "
-                 f"progress={status.get('progress', '-')}", *tree_lines(status, doc["spec"]["root"])]
+        frame = [
+            f"flow {NAMESPACE}/{name}: phase={status.get('phase', 'Pending')} "
+            f"progress={status.get('progress', '-')}",
+            *tree_lines(status, doc["spec"]["root"]),
+        ]
         if frame != shown:
             print("\n".join(frame), "\n", flush=True)
             shown = frame

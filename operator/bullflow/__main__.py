@@ -13,16 +13,27 @@ import prometheus_client
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bullflow-operator", description=__doc__)
-    parser.add_argument("-n", "--namespace", action="append", default=[],
-                        help="watch only this namespace (repeatable); default: all")
-    parser.add_argument("--standalone", action="store_true",
-                        help="no peering: run even if another operator is active")
-    parser.add_argument("--peering", default="bullflow",
-                        help="kopf peering name for HA (one active operator)")
-    parser.add_argument("--liveness", default=None,
-                        help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    parser.add_argument("--metrics-port", type=int, default=9090,
-                        help="Prometheus /metrics port (0 disables)")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering: run even if another operator is active",
+    )
+    parser.add_argument(
+        "--peering", default="bullflow", help="kopf peering name for HA (one active operator)"
+    )
+    parser.add_argument(
+        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=9090, help="Prometheus /metrics port (0 disables)"
+    )
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -30,7 +41,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from .handlers import flow, lifecycle  # noqa: F401, PLC0415 - registers the handlers
+    from .handlers import flow, lifecycle  # noqa: F401 - registers the handlers
 
     kopf.configure(
         verbose=args.verbose,

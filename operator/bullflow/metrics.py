@@ -9,21 +9,26 @@ from prometheus_client import Counter, Gauge, Histogram
 FLOWS_BY_PHASE = Gauge("bullflow_flows", "Flows known to this operator, by phase", ["phase"])
 SUBMISSIONS = Counter("bullflow_flow_submissions_total", "Flow submissions to Redis", ["result"])
 SUBMIT_SECONDS = Histogram(
-    "bullflow_flow_submit_seconds", "Time to add a flow's jobs to Redis (one MULTI/EXEC)",
+    "bullflow_flow_submit_seconds",
+    "Time to add a flow's jobs to Redis (one MULTI/EXEC)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 STATUS_PATCHES = Counter("bullflow_status_patches_total", "Status patches written", ["kind"])
 STATUS_PATCH_SECONDS = Histogram(
-    "bullflow_status_patch_seconds", "Latency of one status patch", ["kind"],
+    "bullflow_status_patch_seconds",
+    "Latency of one status patch",
+    ["kind"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 REDIS_ERRORS = Counter("bullflow_redis_errors_total", "Failed Redis operations", ["operation"])
 WORKERPOOL_BACKLOG = Gauge(
-    "bullflow_workerpool_backlog", "Backlog seen by a WorkerPool, by kind",
+    "bullflow_workerpool_backlog",
+    "Backlog seen by a WorkerPool, by kind",
     ["namespace", "name", "kind"],
 )
 WORKERPOOL_REPLICAS = Gauge(
-    "bullflow_workerpool_replicas", "Replicas of a WorkerPool's Deployment",
+    "bullflow_workerpool_replicas",
+    "Replicas of a WorkerPool's Deployment",
     ["namespace", "name", "which"],
 )
 

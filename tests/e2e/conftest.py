@@ -22,12 +22,18 @@ def flow_crds(kubectl: Any) -> None:
 
 @pytest.fixture(scope="session")
 def operator(
-    flow_crds: None, local_cluster: LocalCluster, redis_server: RedisServer,
+    flow_crds: None,
+    local_cluster: LocalCluster,
+    redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     """One operator for the session, watching the per-test namespaces (t-*)."""
-    proc = OperatorProcess(local_cluster.kubeconfig, redis_server.url,
-                           tmp_path_factory.mktemp("operator"), namespaces=["t-*"])
+    proc = OperatorProcess(
+        local_cluster.kubeconfig,
+        redis_server.url,
+        tmp_path_factory.mktemp("operator"),
+        namespaces=["t-*"],
+    )
     proc.start()
     yield proc
     proc.stop()

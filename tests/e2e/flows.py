@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes import client
-
 from bullflow import GROUP, VERSION
+from kubernetes import client
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -46,8 +45,9 @@ class Flows:
             GROUP, VERSION, self.namespace, "flows", name
         )
 
-    def wait(self, name: str, phases: tuple[str, ...] = ("Completed", "Failed"),
-             timeout: float = 60) -> dict[str, Any]:
+    def wait(
+        self, name: str, phases: tuple[str, ...] = ("Completed", "Failed"), timeout: float = 60
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         flow: dict[str, Any] = {}
         while time.monotonic() < deadline:

@@ -35,18 +35,37 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         port = free_port()
-        argv = [sys.executable, "-m", "bullflow", "--standalone",
-                f"--liveness=http://127.0.0.1:{port}/healthz", f"--metrics-port={self.metrics_port}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "bullflow",
+            "--standalone",
+            f"--liveness=http://127.0.0.1:{port}/healthz",
+            f"--metrics-port={self.metrics_port}",
+        ]
         argv += [f"--namespace={ns}" for ns in self.namespaces]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-               "BULLFLOW_REDIS_URL": self.redis_url, "BULLFLOW_RESYNC_INTERVAL_SECONDS": "5",
-               **self.extra_env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "BULLFLOW_REDIS_URL": self.redis_url,
+            "BULLFLOW_RESYNC_INTERVAL_SECONDS": "5",
+            **self.extra_env,
+        }
         self.starts += 1
-        self.proc = ManagedProcess(f"operator-{self.starts}", argv,
-                                   self.log_dir / f"operator-{self.starts}.log", env=env, cwd=ROOT)
+        self.proc = ManagedProcess(
+            f"operator-{self.starts}",
+            argv,
+            self.log_dir / f"operator-{self.starts}.log",
+            env=env,
+            cwd=ROOT,
+        )
         self.proc.start()
-        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), 60,
-                 "the operator's liveness endpoint", check=self.proc.check_running)
+        wait_for(
+            lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),
+            60,
+            "the operator's liveness endpoint",
+            check=self.proc.check_running,
+        )
         return self
 
     def kill9(self) -> None:
@@ -81,23 +100,48 @@ class WorkerSet:
         self.procs: list[ManagedProcess] = []
 
     def start(
-        self, language: str, queues: Sequence[str], prefix: str, concurrency: int = 20,
+        self,
+        language: str,
+        queues: Sequence[str],
+        prefix: str,
+        concurrency: int = 20,
         processor: str = "bullflow_worker.processors:scripted",
         env: Mapping[str, str] | None = None,
     ) -> ManagedProcess:
         queue_args = [arg for q in sorted(set(queues)) for arg in ("--queue", q)]
         if language == "python":
-            argv = [str(Path(sys.executable).with_name("bullflow-worker")), *queue_args,
-                    "--processor", processor, "--prefix", prefix, "--redis-url", self.redis_url,
-                    "--concurrency", str(concurrency), "--http-port", "0"]
+            argv = [
+                str(Path(sys.executable).with_name("bullflow-worker")),
+                *queue_args,
+                "--processor",
+                processor,
+                "--prefix",
+                prefix,
+                "--redis-url",
+                self.redis_url,
+                "--concurrency",
+                str(concurrency),
+                "--http-port",
+                "0",
+            ]
         elif language == "node":
-            argv = ["node", str(NODE_WORKER), *queue_args, "--prefix", prefix,
-                    "--redis-url", self.redis_url, "--concurrency", str(concurrency)]
+            argv = [
+                "node",
+                str(NODE_WORKER),
+                *queue_args,
+                "--prefix",
+                prefix,
+                "--redis-url",
+                self.redis_url,
+                "--concurrency",
+                str(concurrency),
+            ]
         else:
             raise ValueError(language)
         name = f"{language}-worker-{len(self.procs)}"
-        proc = ManagedProcess(name, argv, self.log_dir / f"{name}.log",
-                              env={**os.environ, **(env or {})}, cwd=ROOT)
+        proc = ManagedProcess(
+            name, argv, self.log_dir / f"{name}.log", env={**os.environ, **(env or {})}, cwd=ROOT
+        )
         proc.start()
         self.procs.append(proc)
         return proc

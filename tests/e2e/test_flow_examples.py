@@ -24,6 +24,7 @@ def completed(result: Any = None) -> Check:
         assert done == total == str(status["totalNodes"])
         if result is not None:
             assert status["result"] == result(key) if callable(result) else result
+
     return check
 
 
@@ -38,19 +39,23 @@ def check_etl(flow, key):
 
 
 def check_order(flow, key):
-    completed(lambda k: {
-        k("payments", "0.0"): {"charged": 59.9, "currency": "EUR"},
-        k("inventory", "0.1"): {"sku": "BF-42", "reserved": 2},
-        k("shipping", "0.2"): {"carrier": "post", "eta": "2d"},
-    })(flow, key)
+    completed(
+        lambda k: {
+            k("payments", "0.0"): {"charged": 59.9, "currency": "EUR"},
+            k("inventory", "0.1"): {"sku": "BF-42", "reserved": 2},
+            k("shipping", "0.2"): {"carrier": "post", "eta": "2d"},
+        }
+    )(flow, key)
 
 
 def check_report(flow, key):
-    completed(lambda k: {
-        k("report-sections", "0.0"): "sales: 1.2M",
-        k("report-sections", "0.1"): "costs: 0.8M",
-        k("report-sections", "0.2"): "3 charts",
-    })(flow, key)
+    completed(
+        lambda k: {
+            k("report-sections", "0.0"): "sales: 1.2M",
+            k("report-sections", "0.1"): "costs: 0.8M",
+            k("report-sections", "0.2"): "3 charts",
+        }
+    )(flow, key)
 
 
 def check_map_reduce(flow, key):
@@ -76,8 +81,9 @@ def check_fail_parent(flow, key):
     assert flow["status"]["phase"] == "Failed"
     failed = condition(flow, "Failed")
     assert failed["reason"] == "JobFailed"
-    assert "caused by job 0.1 (bad-child on queue failures-child): card declined" in (
-        failed["message"]
+    assert (
+        "caused by job 0.1 (bad-child on queue failures-child): card declined"
+        in (failed["message"])
     )
     assert nodes_by_name(flow)["parent"]["state"] == "failed"
 
@@ -131,8 +137,14 @@ EXAMPLES: dict[str, Check] = {
     "failure-continue-parent-on-failure.yaml": check_continue,
     "retries.yaml": check_retries,
 }
-NODE_EXAMPLES = ["basic.yaml", "nested.yaml", "map-reduce.yaml",
-                 "failure-none.yaml", "failure-ignore-dependency-on-failure.yaml", "retries.yaml"]
+NODE_EXAMPLES = [
+    "basic.yaml",
+    "nested.yaml",
+    "map-reduce.yaml",
+    "failure-none.yaml",
+    "failure-ignore-dependency-on-failure.yaml",
+    "retries.yaml",
+]
 
 
 def run_example(example, language, operator, workers, flows: Flows, redis_prefix):
@@ -176,11 +188,15 @@ def _normalized(flow: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {"status": re.sub(r"\s+", " ", text)}
 
 
-def test_python_and_node_workers_produce_the_same_status(
-    operator, workers, flows, redis_prefix
-):
-    py_flow, _ = run_example("failure-ignore-dependency-on-failure.yaml", "python", operator,
-                             workers, flows, redis_prefix)
+def test_python_and_node_workers_produce_the_same_status(operator, workers, flows, redis_prefix):
+    py_flow, _ = run_example(
+        "failure-ignore-dependency-on-failure.yaml",
+        "python",
+        operator,
+        workers,
+        flows,
+        redis_prefix,
+    )
     workers.stop()
     node_prefix = redis_prefix + "n"
     doc = load_example("failure-ignore-dependency-on-failure.yaml", node_prefix)

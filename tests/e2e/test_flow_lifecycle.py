@@ -21,15 +21,24 @@ from tests.harness.redis import RedisServer
 
 
 def flow_doc(name: str, prefix: str, root: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "bullflow.io/v1alpha1", "kind": "Flow", "metadata": {"name": name},
-            "spec": {"prefix": prefix, "root": root, **spec}}
+    return {
+        "apiVersion": "bullflow.io/v1alpha1",
+        "kind": "Flow",
+        "metadata": {"name": name},
+        "spec": {"prefix": prefix, "root": root, **spec},
+    }
 
 
 def two_children(queue: str, **child_opts: Any) -> dict[str, Any]:
-    return {"name": "parent", "queueName": queue, "data": {"combine": "sum"}, "children": [
-        {"name": "a", "queueName": queue, "data": {"result": 1}, **child_opts},
-        {"name": "b", "queueName": queue, "data": {"result": 2}, **child_opts},
-    ]}
+    return {
+        "name": "parent",
+        "queueName": queue,
+        "data": {"combine": "sum"},
+        "children": [
+            {"name": "a", "queueName": queue, "data": {"result": 1}, **child_opts},
+            {"name": "b", "queueName": queue, "data": {"result": 2}, **child_opts},
+        ],
+    }
 
 
 @pytest.fixture
@@ -47,8 +56,13 @@ def own_operator(local_cluster, redis_server, private_namespace, tmp_path, flow_
     procs: list[OperatorProcess] = []
 
     def make(**env: str) -> OperatorProcess:
-        proc = OperatorProcess(local_cluster.kubeconfig, redis_server.url, tmp_path / "op",
-                               namespaces=[private_namespace], env=env)
+        proc = OperatorProcess(
+            local_cluster.kubeconfig,
+            redis_server.url,
+            tmp_path / "op",
+            namespaces=[private_namespace],
+            env=env,
+        )
         procs.append(proc)
         return proc
 
@@ -66,8 +80,14 @@ def job_exists(url: str, prefix: str, queue: str, job_id: str) -> bool:
 
 
 def test_kill_9_right_after_the_redis_write_never_duplicates_jobs(
-    own_operator, private_namespace, kube_client, kubectl, redis_server, redis_prefix,
-    workers, tmp_path,
+    own_operator,
+    private_namespace,
+    kube_client,
+    kubectl,
+    redis_server,
+    redis_prefix,
+    workers,
+    tmp_path,
 ):
     crashed = tmp_path / "crashed"
     exec_log = tmp_path / "executions.log"
@@ -80,9 +100,13 @@ def test_kill_9_right_after_the_redis_write_never_duplicates_jobs(
     assert crashed.exists()
     assert "submittedAt" not in (flows.get("crash").get("status") or {})
     # Workers finish every job while the operator is down: the removeOnComplete child vanishes.
-    workers.start("python", ["crash"], redis_prefix,
-                  processor="bullflow_worker.processors:count_executions",
-                  env={"BULLFLOW_EXEC_LOG": str(exec_log)})
+    workers.start(
+        "python",
+        ["crash"],
+        redis_prefix,
+        processor="bullflow_worker.processors:count_executions",
+        env={"BULLFLOW_EXEC_LOG": str(exec_log)},
+    )
     wait_for(lambda: len(_lines(exec_log)) == 3, 30, "all three jobs to run")
     operator.start()  # the crash hook fires only once
     flow = flows.wait("crash", timeout=60)
@@ -99,7 +123,13 @@ def _lines(path: Path) -> list[str]:
 
 
 def test_operator_catches_up_after_an_outage_even_with_a_trimmed_event_stream(
-    own_operator, private_namespace, kube_client, kubectl, redis_server, redis_prefix, workers,
+    own_operator,
+    private_namespace,
+    kube_client,
+    kubectl,
+    redis_server,
+    redis_prefix,
+    workers,
 ):
     operator = own_operator().start()
     flows = Flows(kube_client, kubectl, private_namespace)
@@ -117,21 +147,27 @@ def test_operator_catches_up_after_an_outage_even_with_a_trimmed_event_stream(
 
 
 def test_deletion_policy_delete_removes_the_jobs_and_orphan_keeps_them(
-    operator, flows, kubectl, namespace, redis_server, redis_prefix,
+    operator,
+    flows,
+    kubectl,
+    namespace,
+    redis_server,
+    redis_prefix,
 ):
     for name, policy in (("deleted", "Delete"), ("orphaned", "Orphan")):
-        flows.apply(flow_doc(name, redis_prefix, two_children(f"q-{name}"),
-                             deletionPolicy=policy))
+        flows.apply(flow_doc(name, redis_prefix, two_children(f"q-{name}"), deletionPolicy=policy))
     uids = {}
     for name in ("deleted", "orphaned"):
         uids[name] = flows.wait(name, phases=("Submitted",), timeout=30)["metadata"]["uid"]
         assert job_exists(redis_server.url, redis_prefix, f"q-{name}", f"bf-{uids[name]}-0.1")
     kubectl("delete", "flow", "deleted", "orphaned", "-n", namespace, "--timeout=30s")
     for path in ("0", "0.0", "0.1"):
-        assert not job_exists(redis_server.url, redis_prefix, "q-deleted",
-                              f"bf-{uids['deleted']}-{path}")
-        assert job_exists(redis_server.url, redis_prefix, "q-orphaned",
-                          f"bf-{uids['orphaned']}-{path}")
+        assert not job_exists(
+            redis_server.url, redis_prefix, "q-deleted", f"bf-{uids['deleted']}-{path}"
+        )
+        assert job_exists(
+            redis_server.url, redis_prefix, "q-orphaned", f"bf-{uids['orphaned']}-{path}"
+        )
 
 
 def test_ttl_seconds_after_finished_deletes_the_flow(operator, flows, workers, redis_prefix):
@@ -175,24 +211,36 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def redis_secret(kube_client: Any, namespace: str, url: str) -> dict[str, str]:
-    client.CoreV1Api(kube_client).create_namespaced_secret(namespace, {
-        "metadata": {"name": "redis"},
-        "data": {"url": base64.b64encode(url.encode()).decode()},
-    })
+    client.CoreV1Api(kube_client).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "redis"},
+            "data": {"url": base64.b64encode(url.encode()).decode()},
+        },
+    )
     return {"name": "redis", "key": "url"}
 
 
 def test_redis_down_at_submission_is_reported_and_recovers(
-    operator, flows, kube_client, namespace, own_redis, redis_prefix, tmp_path,
+    operator,
+    flows,
+    kube_client,
+    namespace,
+    own_redis,
+    redis_prefix,
+    tmp_path,
 ):
     conn = redis_secret(kube_client, namespace, own_redis.url)
     own_redis.stop()
     flows.apply(flow_doc("outage", redis_prefix, two_children("outage"), connection=conn))
     flow = flows.wait_for(
         "outage",
-        lambda f: any(c["type"] == "Ready" and c["reason"] == "RedisUnavailable"
-                      for c in (f.get("status") or {}).get("conditions", [])),
-        "a RedisUnavailable condition", timeout=30,
+        lambda f: any(
+            c["type"] == "Ready" and c["reason"] == "RedisUnavailable"
+            for c in (f.get("status") or {}).get("conditions", [])
+        ),
+        "a RedisUnavailable condition",
+        timeout=30,
     )
     assert "unreachable" in condition(flow, "Ready")["message"]
     own_redis.start()
@@ -206,7 +254,13 @@ def test_redis_down_at_submission_is_reported_and_recovers(
 
 
 def test_deleting_while_redis_is_down_waits_with_a_condition_then_finishes(
-    operator, flows, kubectl, kube_client, namespace, own_redis, redis_prefix,
+    operator,
+    flows,
+    kubectl,
+    kube_client,
+    namespace,
+    own_redis,
+    redis_prefix,
 ):
     conn = redis_secret(kube_client, namespace, own_redis.url)
     flows.apply(flow_doc("stuck", redis_prefix, two_children("stuck"), connection=conn))
@@ -215,9 +269,11 @@ def test_deleting_while_redis_is_down_waits_with_a_condition_then_finishes(
     kubectl("delete", "flow", "stuck", "-n", namespace, "--wait=false")
     flows.wait_for(
         "stuck",
-        lambda f: any(c["reason"] == "DeletionBlocked"
-                      for c in (f.get("status") or {}).get("conditions", [])),
-        "a DeletionBlocked condition", timeout=30,
+        lambda f: any(
+            c["reason"] == "DeletionBlocked" for c in (f.get("status") or {}).get("conditions", [])
+        ),
+        "a DeletionBlocked condition",
+        timeout=30,
     )
     own_redis.start()  # empty again (no persistence), so nothing is left to remove
     kubectl("wait", "--for=delete", "flow/stuck", "-n", namespace, "--timeout=90s")
@@ -225,10 +281,8 @@ def test_deleting_while_redis_is_down_waits_with_a_condition_then_finishes(
 
 
 def test_a_large_flow_keeps_its_status_small(operator, flows, workers, redis_prefix):
-    children = [{"name": f"c{i}", "queueName": "large", "data": {"result": 1}}
-                for i in range(2000)]
-    root = {"name": "sum", "queueName": "large", "data": {"combine": "sum"},
-            "children": children}
+    children = [{"name": f"c{i}", "queueName": "large", "data": {"result": 1}} for i in range(2000)]
+    root = {"name": "sum", "queueName": "large", "data": {"combine": "sum"}, "children": children}
     workers.start("python", ["large"], redis_prefix, concurrency=100)
     flows.apply(flow_doc("large", redis_prefix, root))
     flow = flows.wait("large", timeout=120)
@@ -237,5 +291,3 @@ def test_a_large_flow_keeps_its_status_small(operator, flows, workers, redis_pre
     assert status["totalNodes"] == 2001 and status["progress"] == "2001/2001"
     assert status["nodesTruncated"] is True and status["counts"] == {"completed": 2001}
     assert len(repr(status)) < 256 * 1024
-
-

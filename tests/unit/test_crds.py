@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import yaml
-
 from bullflow.crdgen import all_crds, render
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"

@@ -26,8 +26,9 @@ def snaps(jobs, states: dict[str, JobSnapshot]):
 
 def status_for(root, states, previous=None):
     jobs = jobs_of(root)
-    return build_status(previous or FlowStatus(), jobs, snaps(jobs, states),
-                        generation=1, limits=LIMITS, now=NOW)
+    return build_status(
+        previous or FlowStatus(), jobs, snaps(jobs, states), generation=1, limits=LIMITS, now=NOW
+    )
 
 
 def cond(status, type_):
@@ -35,17 +36,23 @@ def cond(status, type_):
 
 
 def test_waiting_flow_is_submitted():
-    s = status_for(parent_with(child("a")), {
-        "0": JobSnapshot("waiting-children"), "0.0": JobSnapshot("waiting")})
+    s = status_for(
+        parent_with(child("a")),
+        {"0": JobSnapshot("waiting-children"), "0.0": JobSnapshot("waiting")},
+    )
     assert s.phase == "Submitted" and s.progress == "0/2"
     assert cond(s, "Completed").status == "False" and cond(s, "Failed").status == "False"
 
 
 def test_running_then_completed_with_children_values_and_result():
     key = f"bull:c:bf-{UID}-0.0"
-    s = status_for(parent_with(child("a")), {
-        "0": JobSnapshot("completed", 1, return_value=3, children_values={key: 3}),
-        "0.0": JobSnapshot("completed", 1, return_value=3)})
+    s = status_for(
+        parent_with(child("a")),
+        {
+            "0": JobSnapshot("completed", 1, return_value=3, children_values={key: 3}),
+            "0.0": JobSnapshot("completed", 1, return_value=3),
+        },
+    )
     assert s.phase == "Completed" and s.progress == "2/2" and s.result == 3
     assert s.finished_at == NOW
     assert cond(s, "Completed").status == "True" and cond(s, "Ready").reason == "Completed"
@@ -54,16 +61,22 @@ def test_running_then_completed_with_children_values_and_result():
 
 
 def test_active_child_means_running():
-    s = status_for(parent_with(child("a")), {
-        "0": JobSnapshot("waiting-children"), "0.0": JobSnapshot("active")})
+    s = status_for(
+        parent_with(child("a")),
+        {"0": JobSnapshot("waiting-children"), "0.0": JobSnapshot("active")},
+    )
     assert s.phase == "Running"
 
 
 def test_failed_child_without_options_fails_flow_with_child_failed():
-    s = status_for(parent_with(child("a"), child("b")), {
-        "0": JobSnapshot("waiting-children"),
-        "0.0": JobSnapshot("completed", 1, return_value=1),
-        "0.1": JobSnapshot("failed", 1, failed_reason="boom")})
+    s = status_for(
+        parent_with(child("a"), child("b")),
+        {
+            "0": JobSnapshot("waiting-children"),
+            "0.0": JobSnapshot("completed", 1, return_value=1),
+            "0.1": JobSnapshot("failed", 1, failed_reason="boom"),
+        },
+    )
     assert s.phase == "Failed"
     failed = cond(s, "Failed")
     assert failed.status == "True" and failed.reason == "ChildFailed"
@@ -72,46 +85,76 @@ def test_failed_child_without_options_fails_flow_with_child_failed():
 
 def test_ignored_failure_lets_parent_run_and_is_recorded():
     key = f"bull:c:bf-{UID}-0.0"
-    s = status_for(parent_with(child("a", ignoreDependencyOnFailure=True)), {
-        "0": JobSnapshot("completed", 1, return_value="ok", ignored_failures={key: "boom"}),
-        "0.0": JobSnapshot("failed", 1, failed_reason="boom")})
+    s = status_for(
+        parent_with(child("a", ignoreDependencyOnFailure=True)),
+        {
+            "0": JobSnapshot("completed", 1, return_value="ok", ignored_failures={key: "boom"}),
+            "0.0": JobSnapshot("failed", 1, failed_reason="boom"),
+        },
+    )
     assert s.phase == "Completed"
     assert s.nodes[0].ignored_failures == {key: "boom"}
 
 
 def test_ignored_failure_while_parent_still_pending_is_not_a_failure():
-    s = status_for(parent_with(child("a", ignoreDependencyOnFailure=True)), {
-        "0": JobSnapshot("waiting"), "0.0": JobSnapshot("failed", 1, failed_reason="x")})
+    s = status_for(
+        parent_with(child("a", ignoreDependencyOnFailure=True)),
+        {"0": JobSnapshot("waiting"), "0.0": JobSnapshot("failed", 1, failed_reason="x")},
+    )
     assert s.phase == "Running"
 
 
 def test_fail_parent_on_failure_reports_the_deepest_cause():
-    root = {"name": "r", "queueName": "p", "children": [
-        {"name": "mid", "queueName": "m", "opts": {"failParentOnFailure": True},
-         "children": [child("leaf", failParentOnFailure=True)]}]}
-    s = status_for(root, {
-        "0": JobSnapshot("failed", 0, failed_reason="child bull:m:x failed"),
-        "0.0": JobSnapshot("failed", 0, failed_reason="child bull:c:y failed"),
-        "0.0.0": JobSnapshot("failed", 3, failed_reason="leaf broke")})
+    root = {
+        "name": "r",
+        "queueName": "p",
+        "children": [
+            {
+                "name": "mid",
+                "queueName": "m",
+                "opts": {"failParentOnFailure": True},
+                "children": [child("leaf", failParentOnFailure=True)],
+            }
+        ],
+    }
+    s = status_for(
+        root,
+        {
+            "0": JobSnapshot("failed", 0, failed_reason="child bull:m:x failed"),
+            "0.0": JobSnapshot("failed", 0, failed_reason="child bull:c:y failed"),
+            "0.0.0": JobSnapshot("failed", 3, failed_reason="leaf broke"),
+        },
+    )
     assert s.phase == "Failed"
     assert cond(s, "Failed").reason == "JobFailed"
     assert "caused by job 0.0.0 (leaf on queue c): leaf broke" in cond(s, "Failed").message
 
 
 def test_fail_parent_chain_broken_midway_is_child_failed():
-    root = {"name": "r", "queueName": "p", "children": [
-        {"name": "mid", "queueName": "m", "children": [child("leaf", failParentOnFailure=True)]}]}
-    s = status_for(root, {
-        "0": JobSnapshot("waiting-children"),
-        "0.0": JobSnapshot("failed", 0, failed_reason="child failed"),
-        "0.0.0": JobSnapshot("failed", 1, failed_reason="leaf broke")})
+    root = {
+        "name": "r",
+        "queueName": "p",
+        "children": [
+            {"name": "mid", "queueName": "m", "children": [child("leaf", failParentOnFailure=True)]}
+        ],
+    }
+    s = status_for(
+        root,
+        {
+            "0": JobSnapshot("waiting-children"),
+            "0.0": JobSnapshot("failed", 0, failed_reason="child failed"),
+            "0.0.0": JobSnapshot("failed", 1, failed_reason="leaf broke"),
+        },
+    )
     assert s.phase == "Failed" and cond(s, "Failed").reason == "ChildFailed"
     assert "job 0.0 (mid on queue m)" in cond(s, "Failed").message
 
 
 def test_removed_on_complete_counts_as_completed():
-    s = status_for(parent_with(child("a", removeOnComplete=True)), {
-        "0": JobSnapshot("active"), "0.0": JobSnapshot("unknown")})
+    s = status_for(
+        parent_with(child("a", removeOnComplete=True)),
+        {"0": JobSnapshot("active"), "0.0": JobSnapshot("unknown")},
+    )
     assert s.counts == {"active": 1, "completed": 1}
 
 

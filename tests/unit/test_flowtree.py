@@ -1,5 +1,4 @@
 import pytest
-
 from bullflow.models.flow import FlowSpec
 from bullflow.services.flowtree import (
     job_id,
@@ -33,14 +32,23 @@ def test_job_ids_are_valid_bullmq_ids_and_round_trip():
 
 def test_plan_is_preorder_with_paths_and_parents():
     jobs = plan(
-        spec(root={"name": "p", "queueName": "a", "children": [
-            {"name": "c0", "queueName": "b"},
-            {"name": "c1", "queueName": "b", "children": [{"name": "g", "queueName": "c"}]},
-        ]}),
+        spec(
+            root={
+                "name": "p",
+                "queueName": "a",
+                "children": [
+                    {"name": "c0", "queueName": "b"},
+                    {"name": "c1", "queueName": "b", "children": [{"name": "g", "queueName": "c"}]},
+                ],
+            }
+        ),
         UID,
     )
     assert [(j.path, j.parent_path, j.name) for j in jobs] == [
-        ("0", None, "p"), ("0.0", "0", "c0"), ("0.1", "0", "c1"), ("0.1.0", "0.1", "g"),
+        ("0", None, "p"),
+        ("0.0", "0", "c0"),
+        ("0.1", "0", "c1"),
+        ("0.1.0", "0.1", "g"),
     ]
     assert [j.has_children for j in jobs] == [True, False, True, False]
     assert len({j.job_id for j in jobs}) == 4
@@ -53,26 +61,58 @@ def test_roots_are_separate_trees():
 
 def test_flowproducer_input_carries_ids_options_and_data():
     trees = to_flowproducer(
-        spec(root={"name": "p", "queueName": "a", "data": {"x": 1}, "children": [
-            {"name": "c", "queueName": "b", "opts": {"attempts": 3, "failParentOnFailure": True,
-                                                      "backoff": {"type": "fixed", "delay": 10}}},
-        ]}),
+        spec(
+            root={
+                "name": "p",
+                "queueName": "a",
+                "data": {"x": 1},
+                "children": [
+                    {
+                        "name": "c",
+                        "queueName": "b",
+                        "opts": {
+                            "attempts": 3,
+                            "failParentOnFailure": True,
+                            "backoff": {"type": "fixed", "delay": 10},
+                        },
+                    },
+                ],
+            }
+        ),
         UID,
     )
-    assert trees == [{
-        "name": "p", "queueName": "a", "data": {"x": 1}, "opts": {"jobId": job_id(UID, "0")},
-        "children": [{
-            "name": "c", "queueName": "b", "data": {},
-            "opts": {"attempts": 3, "failParentOnFailure": True,
-                     "backoff": {"type": "fixed", "delay": 10}, "jobId": job_id(UID, "0.0")},
-        }],
-    }]
+    assert trees == [
+        {
+            "name": "p",
+            "queueName": "a",
+            "data": {"x": 1},
+            "opts": {"jobId": job_id(UID, "0")},
+            "children": [
+                {
+                    "name": "c",
+                    "queueName": "b",
+                    "data": {},
+                    "opts": {
+                        "attempts": 3,
+                        "failParentOnFailure": True,
+                        "backoff": {"type": "fixed", "delay": 10},
+                        "jobId": job_id(UID, "0.0"),
+                    },
+                }
+            ],
+        }
+    ]
 
 
 def test_failure_options_are_mutually_exclusive():
     with pytest.raises(ValueError, match="mutually exclusive"):
-        spec(root={"name": "p", "queueName": "a", "opts": {
-            "failParentOnFailure": True, "ignoreDependencyOnFailure": True}})
+        spec(
+            root={
+                "name": "p",
+                "queueName": "a",
+                "opts": {"failParentOnFailure": True, "ignoreDependencyOnFailure": True},
+            }
+        )
 
 
 def test_job_id_is_not_settable():

@@ -18,9 +18,9 @@ from ..config import Settings
 from ..models.flow import FlowSpec, FlowStatus
 from ..services.conditions import now_rfc3339, set_condition
 from ..services.flowstatus import FINISHED_PHASES, StatusLimits, build_status
-from ..services.flowtree import plan, structural_errors, to_flowproducer
+from ..services.flowtree import PlannedJob, plan, structural_errors, to_flowproducer
 from ..storage.kube import KubeApi, ObjectRef
-from ..storage.redis_jobs import REDIS_ERRORS
+from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
 from .connections import ConnectionError_, RedisPool
 from .tracker import FlowTracker, TrackedFlow
 
@@ -96,13 +96,27 @@ class FlowController:
                 await self._not_ready(ref, status, generation, "RedisUnavailable", message)
                 raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
         await self.tracker.track(
-            TrackedFlow(ref, conn, spec.prefix, jobs, generation, status,
-                        spec.ttl_seconds_after_finished)
+            TrackedFlow(
+                ref, conn, spec.prefix, jobs, generation, status, spec.ttl_seconds_after_finished
+            )
         )
 
-    async def _submit(self, ref, spec, status, generation, conn, jobs):  # type: ignore[no-untyped-def]
-        marker = {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid,
-                  "submittedAt": now_rfc3339(), "jobs": len(jobs)}
+    async def _submit(
+        self,
+        ref: ObjectRef,
+        spec: FlowSpec,
+        status: FlowStatus,
+        generation: int | None,
+        conn: BullRedis,
+        jobs: list[PlannedJob],
+    ) -> FlowStatus:
+        marker: dict[str, Any] = {
+            "namespace": ref.namespace,
+            "name": ref.name,
+            "uid": ref.uid,
+            "submittedAt": now_rfc3339(),
+            "jobs": len(jobs),
+        }
         with metrics.SUBMIT_SECONDS.time():
             fresh = await conn.submit(spec.prefix, to_flowproducer(spec, ref.uid), ref.uid, marker)
         metrics.SUBMISSIONS.labels("submitted" if fresh else "already-submitted").inc()
@@ -116,17 +130,29 @@ class FlowController:
         status.total_nodes = len(jobs)
         status.observed_generation = generation
         status.conditions = set_condition(
-            status.conditions, "Submitted", True, "Submitted",
-            f"{len(jobs)} jobs added to Redis in one transaction", generation,
+            status.conditions,
+            "Submitted",
+            True,
+            "Submitted",
+            f"{len(jobs)} jobs added to Redis in one transaction",
+            generation,
         )
         status.conditions = set_condition(
-            status.conditions, "Ready", False, "Submitted", "jobs are waiting for workers",
+            status.conditions,
+            "Ready",
+            False,
+            "Submitted",
+            "jobs are waiting for workers",
             generation,
         )
         await self._patch(ref, status, "submitted")
         if fresh:
-            await self.kube.event(ref, "Normal", "Submitted",
-                                  f"Submitted {len(jobs)} jobs to Redis (prefix {spec.prefix})")
+            await self.kube.event(
+                ref,
+                "Normal",
+                "Submitted",
+                f"Submitted {len(jobs)} jobs to Redis (prefix {spec.prefix})",
+            )
         return status
 
     def _maybe_crash_for_test(self) -> None:
@@ -142,11 +168,18 @@ class FlowController:
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("read").inc()
             message = f"Redis at {_safe_url(flow.conn.url)} is unreachable: {err}"
-            await self._not_ready(flow.ref, flow.status, flow.generation, "RedisUnavailable",
-                                  message)
+            await self._not_ready(
+                flow.ref, flow.status, flow.generation, "RedisUnavailable", message
+            )
             return False
-        new = build_status(flow.status, flow.jobs, snaps, generation=flow.generation,
-                           limits=self.limits, now=now_rfc3339())
+        new = build_status(
+            flow.status,
+            flow.jobs,
+            snaps,
+            generation=flow.generation,
+            limits=self.limits,
+            now=now_rfc3339(),
+        )
         if new == flow.status:
             return False
         previous, flow.status = flow.status, new
@@ -163,15 +196,19 @@ class FlowController:
         for node in new.nodes:
             if node.state == "failed" and node.path not in was_failed:
                 await self.kube.event(
-                    flow.ref, "Warning", "JobFailed",
+                    flow.ref,
+                    "Warning",
+                    "JobFailed",
                     f"job {node.path} ({node.name} on {node.queue}) failed after "
                     f"{node.attempts_made} attempt(s): {node.failed_reason}",
                 )
         if new.phase != old.phase and new.phase in FINISHED_PHASES:
             ready = next(c for c in new.conditions if c.type == "Ready")
             await self.kube.event(
-                flow.ref, "Normal" if new.phase == "Completed" else "Warning",
-                ready.reason, ready.message,
+                flow.ref,
+                "Normal" if new.phase == "Completed" else "Warning",
+                ready.reason,
+                ready.message,
             )
 
     async def delete(self, body: Any, retry: int = 0) -> None:
@@ -202,22 +239,32 @@ class FlowController:
             metrics.REDIS_ERRORS.labels("delete").inc()
             message = f"cannot remove the flow's jobs, Redis is unreachable: {err}"
         status = _status_of(body)
-        await self._not_ready(ref, status, body["metadata"].get("generation"), "DeletionBlocked",
-                              f"{message} (annotate {FORCE_DELETE_ANNOTATION}=true to skip)")
+        await self._not_ready(
+            ref,
+            status,
+            body["metadata"].get("generation"),
+            "DeletionBlocked",
+            f"{message} (annotate {FORCE_DELETE_ANNOTATION}=true to skip)",
+        )
         raise kopf.TemporaryError(message, delay=self.backoff(retry))
 
-    async def _invalid(self, ref, status, generation, message) -> None:  # type: ignore[no-untyped-def]
+    async def _invalid(
+        self, ref: ObjectRef, status: FlowStatus, generation: int | None, message: str
+    ) -> None:
         already = next((c for c in status.conditions if c.type == "Ready"), None)
         if already and already.reason == "InvalidSpec" and already.message == message:
             return
         await self._not_ready(ref, status, generation, "InvalidSpec", message)
         await self.kube.event(ref, "Warning", "InvalidSpec", message)
 
-    async def _not_ready(self, ref, status, generation, reason, message) -> None:  # type: ignore[no-untyped-def]
+    async def _not_ready(
+        self, ref: ObjectRef, status: FlowStatus, generation: int | None, reason: str, message: str
+    ) -> None:
         status = status.model_copy(deep=True)
         status.observed_generation = generation
-        status.conditions = set_condition(status.conditions, "Ready", False, reason, message,
-                                          generation)
+        status.conditions = set_condition(
+            status.conditions, "Ready", False, reason, message, generation
+        )
         await self._patch(ref, status, "condition")
 
     async def _patch(self, ref: ObjectRef, status: FlowStatus, kind: str) -> bool:
@@ -267,7 +314,7 @@ def _wire(status: FlowStatus) -> dict[str, Any]:
 
 def _safe_url(url: str) -> str:
     """The URL without its password, for messages."""
-    from urllib.parse import urlparse  # noqa: PLC0415
+    from urllib.parse import urlparse
 
     parsed = urlparse(url)
     host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")

@@ -11,7 +11,8 @@ from ..controllers.flow import FlowController
 
 
 def _controller(memo: kopf.Memo) -> FlowController:
-    return memo["flows"]  # type: ignore[no-any-return]
+    controller: FlowController = memo["flows"]
+    return controller
 
 
 @kopf.on.resume(GROUP, VERSION, "flows")

@@ -51,8 +51,7 @@ class Backoff(CamelModel):
 
 
 _FAILURE_RULE = (
-    " + ".join(f"(has(self.{o}) && self.{o} ? 1 : 0)" for o in FAILURE_OPTIONS)
-    + " <= 1"
+    " + ".join(f"(has(self.{o}) && self.{o} ? 1 : 0)" for o in FAILURE_OPTIONS) + " <= 1"
 )
 
 
@@ -138,7 +137,9 @@ class FlowSpec(CamelModel):
     model_config = {
         "json_schema_extra": {
             CEL: [
-                cel("has(self.root) != has(self.roots)", "exactly one of root or roots is required"),
+                cel(
+                    "has(self.root) != has(self.roots)", "exactly one of root or roots is required"
+                ),
                 cel("self == oldSelf", "spec is immutable: the flow was submitted to Redis"),
             ]
         }
@@ -152,7 +153,10 @@ class FlowSpec(CamelModel):
         description="Independent trees submitted together in one transaction (addBulk).",
     )
     prefix: str = Field(
-        default="bull", min_length=1, max_length=64, pattern=PREFIX_PATTERN,
+        default="bull",
+        min_length=1,
+        max_length=64,
+        pattern=PREFIX_PATTERN,
         description="BullMQ key prefix.",
     )
     connection: SecretKeyRef | None = Field(

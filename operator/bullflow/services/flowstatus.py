@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..models.common import Condition
 from ..models.flow import FlowStatus, NodeStatus, Phase
 from .conditions import set_condition
 from .flowtree import PlannedJob
@@ -158,7 +159,7 @@ def node_status(job: PlannedJob, snap: JobSnapshot | None, limits: StatusLimits)
         name=job.name,
         queue=job.queue,
         job_id=job.job_id,
-        state=state if state in _NODE_STATES else "unknown",  # type: ignore[arg-type]
+        state=state if state in _NODE_STATES else "unknown",
         attempts_made=snap.attempts_made,
         return_value=value,
         failed_reason=reason,
@@ -229,13 +230,34 @@ def _within_budget(status: FlowStatus, limits: StatusLimits) -> FlowStatus:
     return status
 
 
-def outcome_conditions(conditions, decision: Verdict, generation: int | None, now: str):  # type: ignore[no-untyped-def]
-    conds = set_condition(conditions, "Completed", decision.phase == "Completed",
-                          decision.reason if decision.phase == "Completed" else "NotCompleted",
-                          decision.message if decision.phase == "Completed" else "",
-                          generation, now)
+def outcome_conditions(
+    conditions: list[Condition], decision: Verdict, generation: int | None, now: str
+) -> list[Condition]:
+    conds = set_condition(
+        conditions,
+        "Completed",
+        decision.phase == "Completed",
+        decision.reason if decision.phase == "Completed" else "NotCompleted",
+        decision.message if decision.phase == "Completed" else "",
+        generation,
+        now,
+    )
     failed = decision.phase == "Failed"
-    conds = set_condition(conds, "Failed", failed, decision.reason if failed else "NotFailed",
-                          decision.message if failed else "", generation, now)
-    return set_condition(conds, "Ready", decision.phase == "Completed", decision.reason,
-                         decision.message, generation, now)
+    conds = set_condition(
+        conds,
+        "Failed",
+        failed,
+        decision.reason if failed else "NotFailed",
+        decision.message if failed else "",
+        generation,
+        now,
+    )
+    return set_condition(
+        conds,
+        "Ready",
+        decision.phase == "Completed",
+        decision.reason,
+        decision.message,
+        generation,
+        now,
+    )

@@ -42,23 +42,26 @@ def _walk(
     node: FlowNode, path: str, parent: str | None, uid: str
 ) -> Iterator[tuple[FlowNode, PlannedJob]]:
     opts = node.opts
-    yield node, PlannedJob(
-        path=path,
-        parent_path=parent,
-        job_id=job_id(uid, path),
-        name=node.name,
-        queue=node.queue_name,
-        has_children=bool(node.children),
-        tolerates_failure=bool(
-            opts
-            and (
-                opts.ignore_dependency_on_failure
-                or opts.remove_dependency_on_failure
-                or opts.continue_parent_on_failure
-            )
+    yield (
+        node,
+        PlannedJob(
+            path=path,
+            parent_path=parent,
+            job_id=job_id(uid, path),
+            name=node.name,
+            queue=node.queue_name,
+            has_children=bool(node.children),
+            tolerates_failure=bool(
+                opts
+                and (
+                    opts.ignore_dependency_on_failure
+                    or opts.remove_dependency_on_failure
+                    or opts.continue_parent_on_failure
+                )
+            ),
+            fails_parent=bool(opts and opts.fail_parent_on_failure),
+            removed_on_complete=bool(opts and opts.remove_on_complete),
         ),
-        fails_parent=bool(opts and opts.fail_parent_on_failure),
-        removed_on_complete=bool(opts and opts.remove_on_complete),
     )
     for index, child in enumerate(node.children):
         yield from _walk(child, f"{path}.{index}", path, uid)
@@ -66,7 +69,11 @@ def _walk(
 
 def plan(spec: FlowSpec, uid: str) -> list[PlannedJob]:
     """Every job of the flow in pre-order (parents before children)."""
-    return [job for index, tree in enumerate(spec.trees()) for _, job in _walk(tree, str(index), None, uid)]
+    return [
+        job
+        for index, tree in enumerate(spec.trees())
+        for _, job in _walk(tree, str(index), None, uid)
+    ]
 
 
 def depth(node: FlowNode) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import GROUP, VERSION
-from ..services.conditions import now_rfc3339
 
 COMPONENT = "bullflow-operator"
 
@@ -48,8 +48,12 @@ class KubeApi:
         False if the object is gone.
         """
         try:
-            await self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, ref.namespace, ref.plural, ref.name,
+            await self.custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
+                GROUP,
+                VERSION,
+                ref.namespace,
+                ref.plural,
+                ref.name,
                 [{"op": "add", "path": "/status", "value": status}],
                 _content_type="application/json-patch+json",
             )
@@ -62,7 +66,11 @@ class KubeApi:
     async def delete(self, ref: ObjectRef) -> None:
         try:
             await self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, ref.namespace, ref.plural, ref.name,
+                GROUP,
+                VERSION,
+                ref.namespace,
+                ref.plural,
+                ref.name,
                 body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=ref.uid)),
             )
         except ApiException as err:
@@ -82,17 +90,25 @@ class KubeApi:
 
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the object, as `kubectl describe` shows them."""
-        now = now_rfc3339()
+        now = datetime.now(UTC)
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{ref.name}."),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}", kind=ref.kind, name=ref.name,
-                namespace=ref.namespace, uid=ref.uid,
+                api_version=f"{GROUP}/{VERSION}",
+                kind=ref.kind,
+                name=ref.name,
+                namespace=ref.namespace,
+                uid=ref.uid,
             ),
-            type=type_, reason=reason, message=message[:1024],
-            first_timestamp=now, last_timestamp=now, count=1,
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
             source=client.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT, reporting_instance=os.environ.get("HOSTNAME", "local"),
+            reporting_component=COMPONENT,
+            reporting_instance=os.environ.get("HOSTNAME", "local"),
         )
         try:
             await self.core.create_namespaced_event(ref.namespace, body)

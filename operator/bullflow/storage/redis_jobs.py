@@ -95,7 +95,7 @@ class BullRedis:
         producer = self.producer(prefix)
         entries: list[dict] = []
         for tree in trees:
-            await producer._queue_tree(entries, tree, None)  # noqa: SLF001 - see docstring
+            await producer._queue_tree(entries, tree, None)
         async with self.client.pipeline(transaction=True) as pipe:
             for entry in entries:
                 job = entry["job"]
@@ -118,13 +118,19 @@ class BullRedis:
             for job in jobs:
                 scripts = producer.backend.forQueue(job.queue, prefix).scripts
                 keys = scripts.getKeys(
-                    ["completed", "failed", "delayed", "active", "wait", "paused",
-                     "waiting-children", "prioritized"]
+                    [
+                        "completed",
+                        "failed",
+                        "delayed",
+                        "active",
+                        "wait",
+                        "paused",
+                        "waiting-children",
+                        "prioritized",
+                    ]
                 )
                 key = job_key(prefix, job.queue, job.job_id)
-                await scripts.commands["getStateV2"](
-                    keys=keys, args=[job.job_id, key], client=pipe
-                )
+                await scripts.commands["getStateV2"](keys=keys, args=[job.job_id, key], client=pipe)
                 pipe.hmget(key, ["returnvalue", "failedReason", "atm"])
                 if job.has_children:
                     # Job.getChildrenValues reads `:processed`; `:failed` has no Python getter.
@@ -168,7 +174,7 @@ class BullRedis:
 
     async def stream_tail(self, key: str) -> str:
         """The id of the newest event, so reading can resume right after it."""
-        last = await self.client.xrevrange(key, count=1)
+        last: Any = await self.client.xrevrange(key, count=1)
         return last[0][0] if last else "0-0"
 
     async def read_events(
@@ -176,7 +182,11 @@ class BullRedis:
     ) -> list[StreamEntry]:
         if not streams:
             return []
-        reply = await self.client.xread(streams, count=count, block=block_ms)  # type: ignore[arg-type]
+        reply: Any = await self.client.xread(
+            streams,  # type: ignore[arg-type]
+            count=count,
+            block=block_ms,
+        )
         return [
             StreamEntry(stream, entry_id, fields)
             for stream, entries in reply or []
