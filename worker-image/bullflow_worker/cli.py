@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="also write the active-job count as JSON to this file on every change",
     )
+    p.add_argument(
+        "--activity-key",
+        metavar="KEY",
+        help="also keep the active-job count in this Redis key (TTL-refreshed, deleted on exit);"
+        " the bullflow operator reads it to set pod-deletion-cost before scaling down",
+    )
     p.add_argument("--worker-name", metavar="NAME", help="worker name shown in Redis CLIENT LIST")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument(
@@ -162,6 +168,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         connect_timeout=args.connect_timeout,
         drain_timeout=args.drain_timeout,
         active_file=args.active_file,
+        activity_key=args.activity_key,
         worker_name=args.worker_name,
     )
     return args, settings

@@ -42,6 +42,8 @@ class Settings:
     connect_timeout: float = 30.0
     drain_timeout: float = 0.0
     active_file: str | None = None
+    activity_key: str | None = None
+    activity_interval: float = 2.0
     worker_name: str | None = None
     extra_opts: dict[str, Any] = field(default_factory=dict)
 
@@ -248,6 +250,57 @@ class WorkerApp:
             },
         )
 
+        reporter = (
+            asyncio.create_task(self._report_activity(s.activity_key), name="activity")
+            if s.activity_key
+            else None
+        )
+        try:
+            return await self._wait_and_drain()
+        finally:
+            if reporter is not None:
+                reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporter
+                await self._clear_activity(s.activity_key or "")
+
+    async def _report_activity(self, key: str) -> None:
+        """Keep `key` = active-job count (TTL 3 intervals) while running and draining.
+
+        The operator reads it to set controller.kubernetes.io/pod-deletion-cost, so a scale-down
+        removes idle workers first. Best effort: Redis errors are logged and retried.
+        """
+        interval = self.settings.activity_interval
+        ttl = max(1, int(interval * 3 + 0.999))
+        client = aioredis.from_url(self.settings.redis_url, socket_timeout=5.0)
+        last: int | None = None
+        last_write = 0.0
+        try:
+            while True:
+                active = int(self.metrics.active_snapshot()["active"])
+                now = time.monotonic()
+                if active != last or now - last_write >= interval:
+                    try:
+                        await client.set(key, active, ex=ttl)
+                        last, last_write = active, now
+                    except (RedisError, OSError) as exc:
+                        log.debug("activity report failed", extra={"error": str(exc)})
+                await asyncio.sleep(0.2)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _clear_activity(self, key: str) -> None:
+        client = aioredis.from_url(self.settings.redis_url, socket_timeout=2.0)
+        try:
+            await client.delete(key)
+        except (RedisError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _wait_and_drain(self) -> int:
         stop_waiter = asyncio.create_task(self.stop_event.wait())
         await asyncio.wait(
             [stop_waiter, *self.run_tasks.values()], return_when=asyncio.FIRST_COMPLETED

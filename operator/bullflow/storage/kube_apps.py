@@ -1,0 +1,111 @@
+"""Kubernetes workloads for WorkerPools (kubernetes_asyncio): Deployments, scale, pods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .kube import KubeApi
+
+FIELD_MANAGER = "bullflow-operator"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+@dataclass(frozen=True)
+class ScaleState:
+    """A workload's scale: spec.replicas, and what its pods report."""
+
+    kind: str
+    name: str
+    replicas: int
+    ready_replicas: int
+    selector: str  # label selector of its pods, as the scale subresource reports it
+    generation: int | None = None
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    name: str
+    deleting: bool
+    deletion_cost: str | None
+
+
+class KubeApps:
+    def __init__(self, kube: KubeApi) -> None:
+        self.apps = client.AppsV1Api(kube.api_client)
+        self.core = kube.core
+
+    async def apply_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with force: every field we set is ours again; others are kept."""
+        meta = body["metadata"]
+        result = await self.apps.patch_namespaced_deployment(
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        return client.ApiClient().sanitize_for_serialization(result)  # type: ignore[no-any-return]
+
+    async def deployment(self, namespace: str, name: str) -> Any | None:
+        try:
+            return await self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def scale(self, kind: str, namespace: str, name: str) -> ScaleState | None:
+        """The workload's replicas and readiness; None if it does not exist."""
+        try:
+            if kind == "StatefulSet":
+                obj = await self.apps.read_namespaced_stateful_set(name, namespace)
+            else:
+                obj = await self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        labels = (obj.spec.selector.match_labels or {}) if obj.spec.selector else {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        return ScaleState(
+            kind=kind,
+            name=name,
+            replicas=int(obj.spec.replicas if obj.spec.replicas is not None else 1),
+            ready_replicas=int((obj.status and obj.status.ready_replicas) or 0),
+            selector=selector,
+            generation=obj.metadata.generation,
+            uid=obj.metadata.uid,
+        )
+
+    async def set_replicas(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """Through the scale subresource: nothing but spec.replicas is touched."""
+        body = {"spec": {"replicas": replicas}}
+        if kind == "StatefulSet":
+            await self.apps.patch_namespaced_stateful_set_scale(name, namespace, body)
+        else:
+            await self.apps.patch_namespaced_deployment_scale(name, namespace, body)
+
+    async def pods(self, namespace: str, selector: str) -> list[PodInfo]:
+        listed = await self.core.list_namespaced_pod(namespace, label_selector=selector)
+        return [
+            PodInfo(
+                name=p.metadata.name,
+                deleting=p.metadata.deletion_timestamp is not None,
+                deletion_cost=(p.metadata.annotations or {}).get(DELETION_COST),
+            )
+            for p in listed.items
+        ]
+
+    async def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        body = {"metadata": {"annotations": {DELETION_COST: str(cost)}}}
+        try:
+            await self.core.patch_namespaced_pod(pod, namespace, body)
+        except ApiException as err:
+            if err.status != 404:
+                raise
