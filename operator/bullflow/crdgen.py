@@ -126,11 +126,14 @@ def workerpool_crd() -> dict[str, Any]:
     spec = openapi_schema(WorkerPoolSpec)
     spec["properties"]["prefix"]["default"] = "bull"
     # Server-side defaults, so the CEL rules (minReplicas <= maxReplicas) always see values.
-    spec["properties"]["scaling"]["default"] = {}
+    # The object default must be complete: the apiserver checks CEL rules against it as is.
     scaling = spec["properties"]["scaling"]["properties"]
+    scaling_default = {}
     for name, field in Scaling.model_fields.items():
         if field.default is not None and isinstance(field.default, int):
             scaling[field.alias or name]["default"] = field.default
+            scaling_default[field.alias or name] = field.default
+    spec["properties"]["scaling"]["default"] = scaling_default
     worker = spec["properties"]["worker"]["properties"]
     worker["concurrency"]["default"] = 1
     worker["terminationGracePeriodSeconds"]["default"] = 300
