@@ -21,6 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.harness.redis import RedisServer  # noqa: E402
 from tests.harness.tools import ensure_tools  # noqa: E402
 
 NAMESPACE = "bullflow-demo"
@@ -75,6 +76,16 @@ def local_cluster_env() -> dict[str, str]:
     return env
 
 
+def local_redis_url() -> str:
+    say("BULLFLOW_REDIS_URL is not set: starting a local redis-server (left running)")
+    server = RedisServer(
+        Path(os.environ.get("BULLFLOW_CACHE", Path.home() / ".cache/bullflow")) / "demo-redis",
+        detached=True,
+    )
+    server.start()
+    return server.url
+
+
 def tree_lines(status: dict, spec_root: dict) -> list[str]:
     nodes = {n["path"]: n for n in status.get("nodes", [])}
     lines: list[str] = []
@@ -106,7 +117,7 @@ def main() -> int:
     else:
         env.update(local_cluster_env())
     if not env.get("BULLFLOW_REDIS_URL"):
-        env["BULLFLOW_REDIS_URL"] = local_cluster_env()["BULLFLOW_REDIS_URL"]
+        env["BULLFLOW_REDIS_URL"] = local_redis_url()
 
     def kubectl(*args: str, stdin: str | None = None) -> str:
         done = subprocess.run(
