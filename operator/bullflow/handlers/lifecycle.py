@@ -10,6 +10,7 @@ import kopf
 from ..config import Settings
 from ..controllers.connections import RedisPool
 from ..controllers.flow import FlowController
+from ..controllers.workerpool import WorkerPoolController
 from ..storage.kube import KubeApi
 
 ANNOTATION_PREFIX = "bullflow.io"
@@ -34,10 +35,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     flows = FlowController(config, kube, pool)
     flows.tracker.start()
     memo["config"], memo["kube"], memo["pool"], memo["flows"] = config, kube, pool, flows
+    memo["workerpools"] = WorkerPoolController(config, kube, pool)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo["flows"].close()
+    await memo["workerpools"].close()
     await memo["pool"].close()
     await memo["kube"].close()

@@ -39,10 +39,10 @@ class KubeApps:
         self.apps = client.AppsV1Api(kube.api_client)
         self.core = kube.core
 
-    async def apply_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def apply_deployment(self, body: dict[str, Any]) -> None:
         """Server-side apply with force: every field we set is ours again; others are kept."""
         meta = body["metadata"]
-        result = await self.apps.patch_namespaced_deployment(
+        await self.apps.patch_namespaced_deployment(  # type: ignore[call-arg]
             meta["name"],
             meta["namespace"],
             body,
@@ -50,7 +50,6 @@ class KubeApps:
             force=True,
             _content_type="application/apply-patch+yaml",
         )
-        return client.ApiClient().sanitize_for_serialization(result)  # type: ignore[no-any-return]
 
     async def deployment(self, namespace: str, name: str) -> Any | None:
         try:
@@ -62,6 +61,7 @@ class KubeApps:
 
     async def scale(self, kind: str, namespace: str, name: str) -> ScaleState | None:
         """The workload's replicas and readiness; None if it does not exist."""
+        obj: Any
         try:
             if kind == "StatefulSet":
                 obj = await self.apps.read_namespaced_stateful_set(name, namespace)
