@@ -291,3 +291,21 @@ def test_a_large_flow_keeps_its_status_small(operator, flows, workers, redis_pre
     assert status["totalNodes"] == 2001 and status["progress"] == "2001/2001"
     assert status["nodesTruncated"] is True and status["counts"] == {"completed": 2001}
     assert len(repr(status)) < 256 * 1024
+
+
+def test_a_flow_without_workers_says_so_until_a_worker_comes(
+    operator, flows, workers, redis_prefix
+):
+    flows.apply(flow_doc("idle", redis_prefix, two_children("nobody-listens")))
+    flow = flows.wait_for(
+        "idle",
+        lambda f: any(c["type"] == "WorkersAvailable" and c["status"] == "False"
+                      for c in (f.get("status") or {}).get("conditions", [])),
+        "a WorkersAvailable=False condition", timeout=30,
+    )
+    available = condition(flow, "WorkersAvailable")
+    assert available["reason"] == "NoWorkers" and "nobody-listens" in available["message"]
+    workers.start("python", ["nobody-listens"], redis_prefix)
+    flow = flows.wait("idle", timeout=30)
+    assert flow["status"]["phase"] == "Completed"
+    assert all(c["type"] != "WorkersAvailable" for c in flow["status"]["conditions"])

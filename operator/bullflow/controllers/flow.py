@@ -6,18 +6,21 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from .. import metrics
 from ..config import Settings
+from ..models.common import Condition
 from ..models.flow import FlowSpec, FlowStatus
 from ..services.conditions import now_rfc3339, set_condition
-from ..services.flowstatus import FINISHED_PHASES, StatusLimits, build_status
+from ..services.flowstatus import FINISHED_PHASES, JobSnapshot, StatusLimits, build_status
 from ..services.flowtree import PlannedJob, plan, structural_errors, to_flowproducer
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
@@ -26,6 +29,7 @@ from .tracker import FlowTracker, TrackedFlow
 
 log = logging.getLogger(__name__)
 FORCE_DELETE_ANNOTATION = "bullflow.io/skip-redis-cleanup"
+WORKERS_CACHE_SECONDS = 3.0
 
 
 def format_validation_error(err: ValidationError) -> str:
@@ -58,6 +62,7 @@ class FlowController:
         )
         self._ttl_tasks: dict[str, asyncio.Task[None]] = {}
         self.phases = metrics.PhaseBook()
+        self._served_cache: dict[tuple[str, str, str, str], tuple[float, bool]] = {}
 
     def backoff(self, retry: int) -> float:
         return float(min(2 ** min(retry, 16), self.settings.max_backoff_seconds))
@@ -180,6 +185,10 @@ class FlowController:
             limits=self.limits,
             now=now_rfc3339(),
         )
+        if new.phase in ("Submitted", "Running"):
+            new.conditions = await self._workers_condition(flow, new, snaps)
+        else:  # a finished flow needs no workers: drop what would now be stale
+            new.conditions = [c for c in new.conditions if c.type != "WorkersAvailable"]
         if new == flow.status:
             return False
         previous, flow.status = flow.status, new
@@ -190,6 +199,58 @@ class FlowController:
             return False
         self._schedule_ttl(flow.ref, flow.ttl_seconds, new)
         return True
+
+    async def _workers_condition(
+        self, flow: TrackedFlow, status: FlowStatus, snaps: dict[str, JobSnapshot]
+    ) -> list[Condition]:
+        """WorkersAvailable: False when waiting jobs sit on queues no worker or WorkerPool serves,
+        so that a flow that will never run does not look merely slow."""
+        waiting = sorted(
+            {
+                j.queue
+                for j in flow.jobs
+                if j.job_id in snaps
+                and snaps[j.job_id].state in ("waiting", "prioritized", "delayed")
+            }
+        )
+        unserved = [q for q in waiting if not await self._queue_served(flow, q)]
+        if unserved:
+            return set_condition(
+                status.conditions,
+                "WorkersAvailable",
+                False,
+                "NoWorkers",
+                f"no BullMQ worker is connected to queue(s) {', '.join(unserved)} "
+                f"(prefix {flow.prefix}) and no WorkerPool serves them",
+                flow.generation,
+            )
+        return set_condition(
+            status.conditions,
+            "WorkersAvailable",
+            True,
+            "WorkersAvailable",
+            "every queue with waiting jobs has a worker or a WorkerPool",
+            flow.generation,
+        )
+
+    async def _queue_served(self, flow: TrackedFlow, queue: str) -> bool:
+        """A WorkerPool for the queue, or a live BullMQ worker of any language (cached briefly:
+        CLIENT LIST is not free)."""
+        key = (flow.conn.url, flow.ref.namespace, flow.prefix, queue)
+        cached = self._served_cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            pools = await self.kube.list_custom(flow.ref.namespace, "workerpools")
+        except ApiException:  # no WorkerPool CRD installed: only live workers count
+            pools = []
+        served = any(
+            (p.get("spec") or {}).get("prefix", "bull") == flow.prefix
+            and queue in (p.get("spec") or {}).get("queues", [])
+            for p in pools
+        ) or await flow.conn.queue_has_workers(flow.prefix, queue)
+        self._served_cache[key] = (time.monotonic() + WORKERS_CACHE_SECONDS, served)
+        return served
 
     async def _emit_transitions(self, flow: TrackedFlow, old: FlowStatus, new: FlowStatus) -> None:
         was_failed = {n.path for n in old.nodes if n.state == "failed"}

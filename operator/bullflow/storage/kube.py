@@ -77,6 +77,11 @@ class KubeApi:
             if err.status not in (404, 409):
                 raise
 
+    async def list_custom(self, namespace: str, plural: str) -> list[dict[str, Any]]:
+        reply = await self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        items: list[dict[str, Any]] = reply.get("items", [])
+        return items
+
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value, or None if the Secret or key does not exist."""
         try:
