@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class FlowTracker:
         patch_interval: float,
         resync_interval: float,
         block_ms: int,
+        max_concurrent_refreshes: int = 32,
     ) -> None:
         self._refresh = refresh
         self.patch_interval = patch_interval
@@ -54,6 +56,8 @@ class FlowTracker:
         self.flows: dict[str, TrackedFlow] = {}
         self.dirty: set[str] = set()
         self._positions: dict[str, dict[str, str]] = {}  # url -> stream key -> last id
+        self._watchers: dict[str, Counter[str]] = {}  # url -> stream key -> live flows using it
+        self._limit = asyncio.Semaphore(max_concurrent_refreshes)
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
@@ -65,14 +69,22 @@ class FlowTracker:
         for key in flow.streams:
             if key not in positions:
                 positions[key] = await flow.conn.stream_tail(key)
+        self.forget(flow.ref.uid)
         self.flows[flow.ref.uid] = flow
+        self._watchers.setdefault(flow.conn.url, Counter()).update(flow.streams)
         if flow.conn.url not in self._readers:
             self._readers[flow.conn.url] = asyncio.create_task(self._read_events(flow.conn))
         self.mark_dirty(flow.ref.uid)
 
     def forget(self, uid: str) -> None:
-        self.flows.pop(uid, None)
+        flow = self.flows.pop(uid, None)
         self.dirty.discard(uid)
+        if flow is not None:
+            watchers = self._watchers[flow.conn.url]
+            watchers.subtract(flow.streams)
+            for key in flow.streams:
+                if watchers[key] <= 0:
+                    del watchers[key]
 
     def mark_dirty(self, uid: str) -> None:
         if uid in self.flows:
@@ -95,9 +107,8 @@ class FlowTracker:
         self._readers.clear()
 
     def _streams_for(self, url: str) -> dict[str, str]:
-        wanted = {s for f in self.flows.values() if f.conn.url == url for s in f.streams}
         positions = self._positions.get(url, {})
-        return {key: positions[key] for key in wanted if key in positions}
+        return {key: positions[key] for key in self._watchers.get(url, ()) if key in positions}
 
     async def _read_events(self, conn: BullRedis) -> None:
         delay = 0.2
@@ -141,7 +152,8 @@ class FlowTracker:
         if flow is None:
             return
         try:
-            finished = await self._refresh(flow)
+            async with self._limit:
+                finished = await self._refresh(flow)
         except Exception:  # one flow's trouble must not stop the others; resync retries it
             log.exception("refreshing flow %s/%s failed", flow.ref.namespace, flow.ref.name)
             return
