@@ -291,6 +291,10 @@ def test_a_large_flow_keeps_its_status_small(operator, flows, workers, redis_pre
     assert status["totalNodes"] == 2001 and status["progress"] == "2001/2001"
     assert status["nodesTruncated"] is True and status["counts"] == {"completed": 2001}
     assert len(repr(status)) < 256 * 1024
+    # kopf keeps a digest, not a second copy of the (large) spec, in its annotations.
+    annotations = flow["metadata"]["annotations"]
+    assert annotations["bullflow.io/last-handled-configuration"].startswith("sha256:")
+    assert sum(len(v) for k, v in annotations.items() if k.startswith("bullflow.io")) < 1024
 
 
 def test_a_flow_without_workers_says_so_until_a_worker_comes(

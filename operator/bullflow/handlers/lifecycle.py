@@ -12,6 +12,7 @@ from ..controllers.connections import RedisPool
 from ..controllers.flow import FlowController
 from ..controllers.workerpool import WorkerPoolController
 from ..storage.kube import KubeApi
+from .kopf_storage import DigestDiffBaseStorage
 
 ANNOTATION_PREFIX = "bullflow.io"
 
@@ -22,7 +23,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
