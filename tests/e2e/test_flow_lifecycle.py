@@ -313,3 +313,15 @@ def test_a_flow_without_workers_says_so_until_a_worker_comes(
     flow = flows.wait("idle", timeout=30)
     assert flow["status"]["phase"] == "Completed"
     assert all(c["type"] != "WorkersAvailable" for c in flow["status"]["conditions"])
+
+
+def test_kubectl_wait_and_get_show_the_truth(operator, flows, workers, kubectl, namespace,
+                                             redis_prefix):
+    workers.start("python", ["kw"], redis_prefix)
+    flows.apply(flow_doc("waitme", redis_prefix, two_children("kw")))
+    kubectl("wait", "--for=condition=Completed", "flow/waitme", "-n", namespace,
+            "--timeout=60s")
+    table = kubectl("get", "flows", "-n", namespace).stdout.split("\n")
+    assert table[0].split()[:4] == ["NAME", "PHASE", "PROGRESS", "REASON"]
+    assert table[1].split()[:4] == ["waitme", "Completed", "3/3", "Completed"]
+    assert "waitme" in kubectl("get", "bullflow", "-n", namespace).stdout  # category

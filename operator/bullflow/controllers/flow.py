@@ -23,7 +23,7 @@ from ..services.conditions import now_rfc3339, set_condition
 from ..services.flowstatus import FINISHED_PHASES, JobSnapshot, StatusLimits, build_status
 from ..services.flowtree import PlannedJob, plan, structural_errors, to_flowproducer
 from ..storage.kube import KubeApi, ObjectRef
-from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
+from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
 from .connections import ConnectionError_, RedisPool
 from .tracker import FlowTracker, TrackedFlow
 
@@ -94,6 +94,10 @@ class FlowController:
         if not status.submitted_at:
             try:
                 status = await self._submit(ref, spec, status, generation, conn, jobs)
+            except SubmissionRejected as err:
+                metrics.SUBMISSIONS.labels("rejected").inc()
+                await self._rejected(ref, status, generation, str(err))
+                return
             except REDIS_ERRORS as err:
                 metrics.REDIS_ERRORS.labels("submit").inc()
                 metrics.SUBMISSIONS.labels("error").inc()
@@ -308,6 +312,21 @@ class FlowController:
             f"{message} (annotate {FORCE_DELETE_ANNOTATION}=true to skip)",
         )
         raise kopf.TemporaryError(message, delay=self.backoff(retry))
+
+    async def _rejected(
+        self, ref: ObjectRef, status: FlowStatus, generation: int | None, message: str
+    ) -> None:
+        """Terminal: retrying cannot help, and the jobs that were accepted stay as they are."""
+        status = status.model_copy(deep=True)
+        status.phase = "Failed"
+        status.submitted_at = status.submitted_at or now_rfc3339()
+        status.finished_at = now_rfc3339()
+        for type_, value in (("Failed", True), ("Ready", False), ("Completed", False)):
+            status.conditions = set_condition(
+                status.conditions, type_, value, "SubmitRejected", message, generation
+            )
+        await self._patch(ref, status, "condition")
+        await self.kube.event(ref, "Warning", "SubmitRejected", message)
 
     async def _invalid(
         self, ref: ObjectRef, status: FlowStatus, generation: int | None, message: str

@@ -25,6 +25,10 @@ REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 MARKER_PREFIX = "bullflow:flow"
 
 
+class SubmissionRejected(Exception):
+    """BullMQ's scripts refused some jobs (negative codes); the others were added."""
+
+
 @dataclass(frozen=True)
 class StreamEntry:
     stream: str
@@ -108,7 +112,10 @@ class BullRedis:
             results = await pipe.execute()
         failures = [r for r in results[:-1] if isinstance(r, int) and r < 0]
         if failures:
-            raise RuntimeError(f"BullMQ refused {len(failures)} job(s): codes {failures[:5]}")
+            raise SubmissionRejected(
+                f"BullMQ refused {len(failures)} job(s) (error codes {failures[:5]}); "
+                "the flow cannot complete as specified"
+            )
         return True
 
     async def snapshots(self, prefix: str, jobs: list[PlannedJob]) -> dict[str, JobSnapshot]:

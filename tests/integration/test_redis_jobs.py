@@ -1,0 +1,63 @@
+"""The Redis adapter against a real redis-server and Python bullmq."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from bullmq import Queue
+
+from bullflow.models.flow import FlowSpec
+from bullflow.services.flowtree import plan, to_flowproducer
+from bullflow.storage.redis_jobs import BullRedis, SubmissionRejected, marker_key
+
+SPEC = FlowSpec.model_validate({"root": {
+    "name": "parent", "queueName": "ra", "data": {"x": 1},
+    "children": [{"name": "c0", "queueName": "rb"}, {"name": "c1", "queueName": "rb",
+                                                     "opts": {"priority": 3}}],
+}})
+
+
+@pytest.fixture
+async def conn(redis_url):
+    bull = BullRedis(redis_url)
+    yield bull
+    await bull.close()
+
+
+async def test_submit_is_one_transaction_with_its_marker_and_happens_once(conn, redis_prefix):
+    uid = str(uuid.uuid4())
+    jobs = plan(SPEC, uid)
+    assert await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    assert await conn.client.exists(marker_key(redis_prefix, uid))
+    assert not await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    snaps = await conn.snapshots(redis_prefix, jobs)
+    assert [snaps[j.job_id].state for j in jobs] == ["waiting-children", "waiting", "prioritized"]
+    queue = Queue("rb", {"connection": conn.client, "prefix": redis_prefix})
+    counts = await queue.getJobCounts("waiting", "prioritized")
+    assert counts == {"waiting": 1, "prioritized": 1}  # no duplicates
+
+
+async def test_snapshots_of_missing_jobs_are_unknown(conn, redis_prefix):
+    jobs = plan(SPEC, str(uuid.uuid4()))
+    snaps = await conn.snapshots(redis_prefix, jobs)
+    assert {s.state for s in snaps.values()} == {"unknown"}
+
+
+async def test_remove_trees_removes_children_too(conn, redis_prefix):
+    uid = str(uuid.uuid4())
+    jobs = plan(SPEC, uid)
+    await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    assert await conn.remove_trees(redis_prefix, [jobs[0]]) == []
+    snaps = await conn.snapshots(redis_prefix, jobs)
+    assert {s.state for s in snaps.values()} == {"unknown"}
+
+
+async def test_a_child_owned_by_another_parent_is_a_rejection_not_silence(conn, redis_prefix):
+    uid = str(uuid.uuid4())
+    await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    other = str(uuid.uuid4())
+    trees = to_flowproducer(SPEC, other)
+    trees[0]["children"][0]["opts"]["jobId"] = f"bf-{uid}-0.0"  # steal a live child's id
+    with pytest.raises(SubmissionRejected, match="BullMQ refused 1 job"):
+        await conn.submit(redis_prefix, trees, other, {"uid": other})
