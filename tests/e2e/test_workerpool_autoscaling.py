@@ -16,6 +16,7 @@ from kubernetes import client
 
 from tests.e2e.workerpool_support import (
     Pools,
+    activity,
     add_jobs,
     condition,
     job_counts,
@@ -112,6 +113,9 @@ def test_scale_down_during_work_loses_and_repeats_nothing(
         sup.wait_for_running(4, timeout=30)
         pools.wait_for("4 jobs active", lambda: job_counts(
             redis_url, redis_prefix, "slow")["active"] == 4, 30)
+        pools.wait_for("4 workers reporting 1 active job", lambda: sorted(
+            activity(redis_url, redis_prefix, namespace, list(sup.running())).values())
+            == ["1"] * 4, 10)
         pools.patch_spec("shrink", {"scaling": {"maxReplicas": 1}})
         pools.wait_for("1 replica", lambda: pools.replicas(dep) == 1, 15)
         costs = {p.metadata.name: (p.metadata.annotations or {}).get(
@@ -169,3 +173,41 @@ def test_owned_deployment_edits_are_reverted_and_deleted_with_the_pool(
 
     kubectl("-n", namespace, "delete", "workerpool", "owned", "--wait=true")
     pools.wait_for("the Deployment garbage-collected", lambda: pools.replicas(dep) is None, 60)
+
+
+def test_scale_down_removes_idle_workers_first(
+    operator: Any, local_cluster: Any, kube_client: Any, kubectl: Any, namespace: str,
+    redis_url: str, redis_prefix: str, tmp_path: Path,
+) -> None:
+    """pod-deletion-cost steering: 3 workers, one long job; when the short jobs are done the
+    pool shrinks to 1 and the ReplicaSet removes the two idle pods, not the busy one."""
+    pools = Pools(kube_client, kubectl, namespace)
+    exec_log = tmp_path / "executions.log"
+    pools.apply(pool_doc(
+        "steer", ["mixed"], redis_prefix,
+        worker={"processor": PROCESSOR, "concurrency": 1, "terminationGracePeriodSeconds": 60},
+        scaling={"minReplicas": 0, "maxReplicas": 3, "jobsPerReplica": 1,
+                 "scaleDownStabilizationSeconds": 0, "pollIntervalSeconds": 1},
+    ))
+    dep = _deployment("steer")
+    pools.wait_for("the owned Deployment", lambda: pools.replicas(dep) == 0, 30)
+    with worker_supervisor(local_cluster.kubeconfig, namespace, "bullflow.io/workerpool=steer",
+                           {"BULLFLOW_REDIS_URL": redis_url, "BULLFLOW_EXEC_LOG": str(exec_log)},
+                           tmp_path / "pods") as sup:
+        add_jobs(redis_url, redis_prefix, "mixed",
+                 [("long", {"seconds": 15}), ("short1", {"seconds": 3}),
+                  ("short2", {"seconds": 3})])
+        pools.wait_for("3 replicas", lambda: pools.replicas(dep) == 3, 15)
+        sup.wait_for_running(3, timeout=30)
+        pools.wait_for("shorts done", lambda: {"short1", "short2"} <= set(read_exec_log(
+            exec_log)), 30)
+        pools.wait_for("1 replica", lambda: pools.replicas(dep) == 1, 15)
+        sup.wait_for_running(1, timeout=60)
+        survivor = next(iter(sup.running().values()))
+        pools.wait_for("the long job done", lambda: "long" in read_exec_log(exec_log), 30)
+        pools.wait_for("replicas back to 0", lambda: pools.replicas(dep) == 0, 30)
+        sup.wait_for_running(0, timeout=60)
+    assert '"job_id": "long"' in survivor.log_text() and "job completed" in \
+        survivor.log_text(), "the busy worker was removed instead of an idle one"
+    assert sorted(read_exec_log(exec_log)) == ["long", "short1", "short2"]
+    assert all(p.exit_code == 0 and not p.killed for p in sup.finished())

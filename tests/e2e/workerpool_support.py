@@ -152,3 +152,15 @@ def job_counts(redis_url: str, prefix: str, queue: str) -> dict[str, int]:
 
 def read_exec_log(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
+
+
+def activity(redis_url: str, prefix: str, namespace: str, pods: list[str]) -> dict[str, str]:
+    """What each worker reported under its --activity-key (missing: not reported)."""
+    import redis
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = [f"{prefix}:bullflow:activity:{namespace}:{p}" for p in pods]
+        return {p: v for p, v in zip(pods, r.mget(keys) if keys else [], strict=True) if v}
+    finally:
+        r.close()

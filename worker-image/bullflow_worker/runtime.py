@@ -104,6 +104,7 @@ class WorkerApp:
         self.signals_received = 0
         self.state = "starting"
         self._durations: dict[tuple[str, str], float] = {}
+        self._activity_changed = asyncio.Event()
 
     # -- readiness -------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -139,6 +140,7 @@ class WorkerApp:
 
         async def run(job: Any, token: str) -> Any:
             metrics.job_started(queue)
+            self._activity_changed.set()
             started = time.monotonic()
             status = "failed"
             try:
@@ -155,6 +157,7 @@ class WorkerApp:
                 elapsed = time.monotonic() - started
                 self._durations[(queue, str(job.id))] = elapsed
                 metrics.job_finished(queue, status, elapsed)
+                self._activity_changed.set()
 
         return run
 
@@ -277,6 +280,7 @@ class WorkerApp:
         last_write = 0.0
         try:
             while True:
+                self._activity_changed.clear()
                 active = int(self.metrics.active_snapshot()["active"])
                 now = time.monotonic()
                 if active != last or now - last_write >= interval:
@@ -285,7 +289,8 @@ class WorkerApp:
                         last, last_write = active, now
                     except (RedisError, OSError) as exc:
                         log.debug("activity report failed", extra={"error": str(exc)})
-                await asyncio.sleep(0.2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._activity_changed.wait(), timeout=0.5)
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
