@@ -325,3 +325,25 @@ def test_kubectl_wait_and_get_show_the_truth(operator, flows, workers, kubectl, 
     assert table[0].split()[:4] == ["NAME", "PHASE", "PROGRESS", "REASON"]
     assert table[1].split()[:4] == ["waitme", "Completed", "3/3", "Completed"]
     assert "waitme" in kubectl("get", "bullflow", "-n", namespace).stdout  # category
+
+
+def test_redis_outage_while_following_a_flow_is_reported_and_recovers(
+    operator, flows, kube_client, namespace, own_redis, redis_prefix, tmp_path,
+):
+    conn = redis_secret(kube_client, namespace, own_redis.url)
+    flows.apply(flow_doc("paused", redis_prefix, two_children("paused"), connection=conn))
+    flows.wait("paused", phases=("Submitted",), timeout=30)
+    with own_redis.paused():  # connections hang: the operator's timeouts must fire
+        flow = flows.wait_for(
+            "paused",
+            lambda f: condition(f, "Ready")["reason"] == "RedisUnavailable",
+            "a RedisUnavailable condition", timeout=60,
+        )
+    own_workers = WorkerSet(own_redis.url, tmp_path)
+    own_workers.start("python", ["paused"], redis_prefix)
+    try:
+        flow = flows.wait("paused", timeout=60)
+    finally:
+        own_workers.stop()
+    assert flow["status"]["phase"] == "Completed"
+    assert condition(flow, "Ready")["reason"] == "Completed"
