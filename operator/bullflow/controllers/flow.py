@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ class FlowController:
         self._ttl_tasks: dict[str, asyncio.Task[None]] = {}
         self.phases = metrics.PhaseBook()
         self._served_cache: dict[tuple[str, str, str, str], tuple[float, bool]] = {}
+        # Called with (namespace, prefix, queues) right after a submission: WorkerPools scale up
+        # from that instead of waiting for their next poll.
+        self.on_submit: Callable[[str, str, Iterable[str]], None] | None = None
 
     def backoff(self, retry: int) -> float:
         return float(min(2 ** min(retry, 16), self.settings.max_backoff_seconds))
@@ -155,6 +159,8 @@ class FlowController:
             generation,
         )
         await self._patch(ref, status, "submitted")
+        if fresh and self.on_submit is not None:
+            self.on_submit(ref.namespace, spec.prefix, {j.queue for j in jobs})
         if fresh:
             await self.kube.event(
                 ref,

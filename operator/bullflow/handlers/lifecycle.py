@@ -37,6 +37,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     flows.tracker.start()
     memo["config"], memo["kube"], memo["pool"], memo["flows"] = config, kube, pool, flows
     memo["workerpools"] = WorkerPoolController(config, kube, pool)
+    flows.on_submit = memo["workerpools"].notify_work
 
 
 @kopf.on.cleanup()
