@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from bullflow.config import Settings
 
+from bullflow.config import Settings
 from tests.harness.tools import Tools
 
 ROOT = Path(__file__).resolve().parents[2]

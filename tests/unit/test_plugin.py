@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from bullflow.cli.plugin import format_duration, parse_args, render_tree
 
 
