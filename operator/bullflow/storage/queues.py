@@ -16,6 +16,7 @@ simply expires.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterable, Sequence
 
@@ -113,12 +114,22 @@ async def queues_without_workers(
 
     `covered`: queues a WorkerPool scales (it may be at zero replicas on purpose: scale to
     zero is not "no workers"). Workers of any language are seen through BullMQ's CLIENT LIST
-    convention (Queue.getWorkers). Raises REDIS_ERRORS (storage/redis_jobs.py) when Redis is
-    unreachable.
+    naming convention, with one CLIENT LIST for all queues. Raises REDIS_ERRORS
+    (storage/redis_jobs.py) when Redis is unreachable.
     """
-    skip = set(covered)
-    missing = []
-    for queue in sorted(set(queues) - skip):
-        if not await conn.queue_has_workers(prefix, queue):
-            missing.append(queue)
-    return missing
+    wanted = sorted(set(queues) - set(covered))
+    if not wanted:
+        return []
+    names = {c.get("name", "") for c in await conn.client.client_list()}
+    return [q for q in wanted if not any(_is_worker_of(n, prefix, q) for n in names)]
+
+
+def _is_worker_of(client_name: str, prefix: str, queue: str) -> bool:
+    """BullMQ names a worker's connections `<prefix>:<queue>` (Python bullmq) or
+    `<prefix>:<base64(queue)>` (Node.js bullmq 5), plus `:w:<worker name>` when named.
+    Python bullmq's Queue.getWorkers only knows the first form, so Node workers would be
+    missed; both are matched here."""
+    for base in (f"{prefix}:{queue}", f"{prefix}:{base64.b64encode(queue.encode()).decode()}"):
+        if client_name == base or client_name.startswith(f"{base}:w:"):
+            return True
+    return False
