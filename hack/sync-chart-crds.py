@@ -42,9 +42,9 @@ def render(source: Path) -> str:
     text = source.read_text()
     if "{{" in text or "}}" in text:
         raise SystemExit(f"{source}: contains '{{{{' or '}}}}', which Helm would try to render")
-    body = "\n".join(
-        line for line in text.splitlines() if not line.startswith("#")
-    ).strip("\n") + "\n"
+    body = (
+        "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip("\n") + "\n"
+    )
     match = re.search(r"^metadata:\n  name: (\S+)\n", body, re.MULTILINE)
     if not match or re.search(r"^metadata:\n  name: \S+\n  \S", body, re.MULTILINE):
         raise SystemExit(f"{source}: expected a metadata block with only a name")
@@ -65,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = sorted(n for n in set(want) | set(have) if want.get(n) != have.get(n))
         if stale:
-            print(f"out of date in {TARGET.relative_to(ROOT)}: {', '.join(stale)}; "
-                  "run: python hack/sync-chart-crds.py", file=sys.stderr)
+            print(
+                f"out of date in {TARGET.relative_to(ROOT)}: {', '.join(stale)}; "
+                "run: python hack/sync-chart-crds.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TARGET.mkdir(parents=True, exist_ok=True)

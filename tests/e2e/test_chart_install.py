@@ -50,8 +50,12 @@ class Release:
 
 
 def helm(tools: Tools, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(tools.helm), f"--kubeconfig={kubeconfig}", *args],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(tools.helm), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
     return proc
@@ -59,52 +63,95 @@ def helm(tools: Tools, kubeconfig: Path, *args: str) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="module")
 def release(
-    flow_crds: None, local_cluster: LocalCluster, harness_tools: Tools, kubectl: Any,
+    flow_crds: None,
+    local_cluster: LocalCluster,
+    harness_tools: Tools,
+    kubectl: Any,
     redis_server: RedisServer,
 ) -> Iterator[Release]:
     base = f"chart-e2e-{uuid.uuid4().hex[:6]}"
-    rel = Release(base, f"{base}-w", f"{base}-other", f"{RELEASE}-bullflow",
-                  local_cluster.kubeconfig)
+    rel = Release(
+        base, f"{base}-w", f"{base}-other", f"{RELEASE}-bullflow", local_cluster.kubeconfig
+    )
     for ns in (rel.namespace, rel.watched, rel.other):
         kubectl("create", "namespace", ns)
     # The CRDs already exist (applied by the e2e session from crds/): let this release adopt them,
     # as a user moving from `kubectl apply -f crds/` to the chart would.
     for crd in CRDS:
-        kubectl("annotate", "--overwrite", "crd", crd, f"meta.helm.sh/release-name={RELEASE}",
-                f"meta.helm.sh/release-namespace={rel.namespace}")
+        kubectl(
+            "annotate",
+            "--overwrite",
+            "crd",
+            crd,
+            f"meta.helm.sh/release-name={RELEASE}",
+            f"meta.helm.sh/release-namespace={rel.namespace}",
+        )
         kubectl("label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
     started = time.monotonic()
-    helm(harness_tools, rel.kubeconfig, "install", RELEASE, str(CHART), "-n", rel.namespace,
-         "--set", f"watchNamespaces={{{rel.watched}}}", "--set", f"redis.url={redis_server.url}",
-         "--wait", "--timeout=120s")
+    helm(
+        harness_tools,
+        rel.kubeconfig,
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        rel.namespace,
+        "--set",
+        f"watchNamespaces={{{rel.watched}}}",
+        "--set",
+        f"redis.url={redis_server.url}",
+        "--wait",
+        "--timeout=120s",
+    )
     print(f"helm install --wait took {time.monotonic() - started:.1f}s")
     yield rel
-    subprocess.run([str(harness_tools.helm), f"--kubeconfig={rel.kubeconfig}", "uninstall",
-                    RELEASE, "-n", rel.namespace], capture_output=True, check=False)
+    subprocess.run(
+        [
+            str(harness_tools.helm),
+            f"--kubeconfig={rel.kubeconfig}",
+            "uninstall",
+            RELEASE,
+            "-n",
+            rel.namespace,
+        ],
+        capture_output=True,
+        check=False,
+    )
     for ns in (rel.namespace, rel.watched, rel.other):
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def service_account_kubeconfig(rel: Release, kubectl: Any, path: Path) -> Path:
     """A kubeconfig whose user is the chart's ServiceAccount (a TokenRequest token)."""
-    token = kubectl("create", "token", rel.service_account, "-n", rel.namespace,
-                    "--duration=1h").stdout.strip()
+    token = kubectl(
+        "create", "token", rel.service_account, "-n", rel.namespace, "--duration=1h"
+    ).stdout.strip()
     admin = yaml.safe_load(rel.kubeconfig.read_text())
     cluster = admin["clusters"][0]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": "bullflow-operator", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": cluster["name"],
-                                               "user": "bullflow-operator"}}],
-        "current-context": "sa",
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "bullflow-operator", "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": "sa",
+                        "context": {"cluster": cluster["name"], "user": "bullflow-operator"},
+                    }
+                ],
+                "current-context": "sa",
+            }
+        )
+    )
     return path
 
 
 def test_chart_objects_in_cluster(release: Release, kubectl: Any, kube_client: Any) -> None:
     pods = client.CoreV1Api(kube_client).list_namespaced_pod(
-        release.namespace, label_selector="app.kubernetes.io/component=operator")
+        release.namespace, label_selector="app.kubernetes.io/component=operator"
+    )
     assert [p.status.phase for p in pods.items] == ["Running"]
     pod = pods.items[0]
     container = pod.spec.containers[0]
@@ -118,14 +165,19 @@ def test_chart_objects_in_cluster(release: Release, kubectl: Any, kube_client: A
 
 
 def test_rbac_is_sufficient_for_flows(
-    release: Release, kubectl: Any, kube_client: Any, redis_server: RedisServer,
-    tmp_path: Path, redis_prefix: str,
+    release: Release,
+    kubectl: Any,
+    kube_client: Any,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    redis_prefix: str,
 ) -> None:
     kubeconfig = service_account_kubeconfig(release, kubectl, tmp_path / "sa.kubeconfig")
     whoami = kubectl("auth", "whoami", f"--kubeconfig={kubeconfig}", "-o", "yaml").stdout
     assert release.user in whoami
-    operator = OperatorProcess(kubeconfig, redis_server.url, tmp_path / "operator",
-                               namespaces=[release.watched])
+    operator = OperatorProcess(
+        kubeconfig, redis_server.url, tmp_path / "operator", namespaces=[release.watched]
+    )
     (tmp_path / "operator").mkdir()
     workers = WorkerSet(redis_server.url, tmp_path)
     flows = Flows(kube_client, kubectl, release.watched)
@@ -142,8 +194,15 @@ def test_rbac_is_sufficient_for_flows(
         conn["metadata"]["name"] = "with-connection"
         conn["spec"]["connection"] = {"name": "redis-conn", "key": "url"}
         conn["spec"]["ttlSecondsAfterFinished"] = 1
-        kubectl("create", "secret", "generic", "redis-conn", "-n", release.watched,
-                f"--from-literal=url={redis_server.url}")
+        kubectl(
+            "create",
+            "secret",
+            "generic",
+            "redis-conn",
+            "-n",
+            release.watched,
+            f"--from-literal=url={redis_server.url}",
+        )
         queues = queues_of(basic) | queues_of(failing) | queues_of(conn)
         workers.start("python", sorted(queues), redis_prefix)
         for doc in (basic, failing, conn):
@@ -157,8 +216,16 @@ def test_rbac_is_sufficient_for_flows(
         # TTL: the operator deleted the finished Flow (delete verb on flows).
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            got = kubectl("get", "flow", "with-connection", "-n", release.watched,
-                          "--ignore-not-found", "-o", "name").stdout.strip()
+            got = kubectl(
+                "get",
+                "flow",
+                "with-connection",
+                "-n",
+                release.watched,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ).stdout.strip()
             if not got:
                 break
             time.sleep(0.3)
@@ -169,55 +236,65 @@ def test_rbac_is_sufficient_for_flows(
         events = kubectl("get", "events", "-n", release.watched, "-o", "yaml").stdout
         assert "bullflow-operator" in events and "failure-none" in events
         log = operator.log_text()
-        forbidden = [line for line in log.splitlines()
-                     if re.search(r"\b403\b|[Ff]orbidden", line)]
+        forbidden = [line for line in log.splitlines() if re.search(r"\b403\b|[Ff]orbidden", line)]
         assert not forbidden, "\n".join(forbidden[:20])
     finally:
         workers.stop()
         operator.stop()
 
 
-@pytest.mark.parametrize(("verb", "resource", "where", "allowed"), [
-    ("get", "secrets", "watched", True),
-    ("list", "secrets", "watched", False),
-    ("watch", "secrets", "watched", False),
-    ("get", "secrets", "other", False),
-    ("get", "secrets", "release", False),
-    ("patch", "flows.bullflow.io", "watched", True),
-    ("patch", "flows.bullflow.io/status", "watched", True),
-    ("delete", "flows.bullflow.io", "watched", True),
-    ("create", "flows.bullflow.io", "watched", False),
-    ("get", "flows.bullflow.io", "other", False),
-    ("list", "flows.bullflow.io", "all", False),
-    ("create", "events", "watched", True),
-    ("create", "events", "other", False),
-    ("create", "deployments.apps", "watched", True),
-    ("patch", "deployments.apps/scale", "watched", True),
-    ("create", "deployments.apps", "other", False),
-    ("delete", "pods", "watched", False),
-    ("patch", "pods", "watched", True),
-    ("create", "pods/exec", "watched", False),
-    ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster", True),
-    ("update", "customresourcedefinitions.apiextensions.k8s.io", "cluster", False),
-    ("delete", "nodes", "cluster", False),
-    ("get", "nodes", "cluster", False),
-    ("create", "clusterroles.rbac.authorization.k8s.io", "cluster", False),
-    ("create", "rolebindings.rbac.authorization.k8s.io", "watched", False),
-    ("delete", "namespaces", "cluster", False),
-])
+@pytest.mark.parametrize(
+    ("verb", "resource", "where", "allowed"),
+    [
+        ("get", "secrets", "watched", True),
+        ("list", "secrets", "watched", False),
+        ("watch", "secrets", "watched", False),
+        ("get", "secrets", "other", False),
+        ("get", "secrets", "release", False),
+        ("patch", "flows.bullflow.io", "watched", True),
+        ("patch", "flows.bullflow.io/status", "watched", True),
+        ("delete", "flows.bullflow.io", "watched", True),
+        ("create", "flows.bullflow.io", "watched", False),
+        ("get", "flows.bullflow.io", "other", False),
+        ("list", "flows.bullflow.io", "all", False),
+        ("create", "events", "watched", True),
+        ("create", "events", "other", False),
+        ("create", "deployments.apps", "watched", True),
+        ("patch", "deployments.apps/scale", "watched", True),
+        ("create", "deployments.apps", "other", False),
+        ("delete", "pods", "watched", False),
+        ("patch", "pods", "watched", True),
+        ("create", "pods/exec", "watched", False),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster", True),
+        ("update", "customresourcedefinitions.apiextensions.k8s.io", "cluster", False),
+        ("delete", "nodes", "cluster", False),
+        ("get", "nodes", "cluster", False),
+        ("create", "clusterroles.rbac.authorization.k8s.io", "cluster", False),
+        ("create", "rolebindings.rbac.authorization.k8s.io", "watched", False),
+        ("delete", "namespaces", "cluster", False),
+    ],
+)
 def test_rbac_is_not_excessive(
-    release: Release, kubectl: Any, verb: str, resource: str, where: str, allowed: bool,
+    release: Release,
+    kubectl: Any,
+    verb: str,
+    resource: str,
+    where: str,
+    allowed: bool,
 ) -> None:
-    scope = {"watched": ["-n", release.watched], "other": ["-n", release.other],
-             "release": ["-n", release.namespace], "all": ["--all-namespaces"],
-             "cluster": []}[where]
+    scope = {
+        "watched": ["-n", release.watched],
+        "other": ["-n", release.other],
+        "release": ["-n", release.namespace],
+        "all": ["--all-namespaces"],
+        "cluster": [],
+    }[where]
     proc = kubectl("auth", "can-i", verb, resource, *scope, f"--as={release.user}", check=False)
     assert proc.stdout.strip() == ("yes" if allowed else "no"), (verb, resource, where, proc)
 
 
 def test_rbac_list_has_no_wildcards(release: Release, kubectl: Any) -> None:
-    out = kubectl("auth", "can-i", "--list", "-n", release.watched,
-                  f"--as={release.user}").stdout
+    out = kubectl("auth", "can-i", "--list", "-n", release.watched, f"--as={release.user}").stdout
     for line in out.splitlines()[1:]:
         resource = line.split()[0] if line.split() else ""
         # The built-in discovery/self-review rules every authenticated user has are fine.
@@ -227,7 +304,10 @@ def test_rbac_list_has_no_wildcards(release: Release, kubectl: Any) -> None:
 
 
 def test_upgrade_with_changed_crd_updates_it(
-    release: Release, harness_tools: Tools, kubectl: Any, tmp_path: Path,
+    release: Release,
+    harness_tools: Tools,
+    kubectl: Any,
+    tmp_path: Path,
 ) -> None:
     chart = tmp_path / "bullflow"
     shutil.copytree(CHART, chart)
@@ -235,42 +315,89 @@ def test_upgrade_with_changed_crd_updates_it(
     text = crd.read_text()
     anchor = "    additionalPrinterColumns:\n"
     assert anchor in text
-    crd.write_text(text.replace(anchor, anchor + (
-        "    - name: UpgradeProbe\n      type: string\n      jsonPath: .spec.prefix\n"
-        "      priority: 1\n"), 1))
+    crd.write_text(
+        text.replace(
+            anchor,
+            anchor
+            + (
+                "    - name: UpgradeProbe\n      type: string\n      jsonPath: .spec.prefix\n"
+                "      priority: 1\n"
+            ),
+            1,
+        )
+    )
 
     def columns() -> list[str]:
-        out = kubectl("get", "crd", "flows.bullflow.io", "-o",
-                      "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}").stdout
+        out = kubectl(
+            "get",
+            "crd",
+            "flows.bullflow.io",
+            "-o",
+            "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}",
+        ).stdout
         return out.split()
 
     assert "UpgradeProbe" not in columns()
-    helm(harness_tools, release.kubeconfig, "upgrade", RELEASE, str(chart), "-n",
-         release.namespace, "--reuse-values")
+    helm(
+        harness_tools,
+        release.kubeconfig,
+        "upgrade",
+        RELEASE,
+        str(chart),
+        "-n",
+        release.namespace,
+        "--reuse-values",
+    )
     assert columns()[0] == "UpgradeProbe"
-    helm(harness_tools, release.kubeconfig, "upgrade", RELEASE, str(CHART), "-n",
-         release.namespace, "--reuse-values")
+    helm(
+        harness_tools,
+        release.kubeconfig,
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "-n",
+        release.namespace,
+        "--reuse-values",
+    )
     assert "UpgradeProbe" not in columns()
 
 
 def test_uninstall_keeps_crds_and_flows(
-    release: Release, harness_tools: Tools, kubectl: Any,
+    release: Release,
+    harness_tools: Tools,
+    kubectl: Any,
 ) -> None:
-    kubectl("apply", "-n", release.watched, "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "bullflow.io/v1alpha1", "kind": "Flow",
-        "metadata": {"name": "survivor"},
-        "spec": {"root": {"name": "x", "queueName": "nobody-listens"}},
-    }))
+    kubectl(
+        "apply",
+        "-n",
+        release.watched,
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "bullflow.io/v1alpha1",
+                "kind": "Flow",
+                "metadata": {"name": "survivor"},
+                "spec": {"root": {"name": "x", "queueName": "nobody-listens"}},
+            }
+        ),
+    )
     before = set(kubectl("get", "flows", "-n", release.watched, "-o", "name").stdout.split())
     assert "flow.bullflow.io/survivor" in before
-    helm(harness_tools, release.kubeconfig, "uninstall", RELEASE, "-n", release.namespace,
-         "--wait")
+    helm(harness_tools, release.kubeconfig, "uninstall", RELEASE, "-n", release.namespace, "--wait")
     for crd in CRDS:
         kubectl("get", "crd", crd)
     after = set(kubectl("get", "flows", "-n", release.watched, "-o", "name").stdout.split())
     assert before == after
-    gone = kubectl("get", "deployment,serviceaccount", "-n", release.namespace,
-                   "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name").stdout
+    gone = kubectl(
+        "get",
+        "deployment,serviceaccount",
+        "-n",
+        release.namespace,
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE}",
+        "-o",
+        "name",
+    ).stdout
     assert gone.strip() == ""
-    assert kubectl("get", "clusterrole", f"{RELEASE}-bullflow-cluster",
-                   check=False).returncode != 0
+    assert kubectl("get", "clusterrole", f"{RELEASE}-bullflow-cluster", check=False).returncode != 0

@@ -19,13 +19,24 @@ PLUGIN = Path(sys.executable).with_name("kubectl-bullflow")
 
 
 def plugin(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PLUGIN), *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}, check=False)
+    return subprocess.run(
+        [str(PLUGIN), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        check=False,
+    )
 
 
 def test_health_and_tree_on_real_flows(
-    operator: OperatorProcess, workers: WorkerSet, flows: Flows, redis_prefix: str,
-    local_cluster: LocalCluster, namespace: str, tmp_path: Path,
+    operator: OperatorProcess,
+    workers: WorkerSet,
+    flows: Flows,
+    redis_prefix: str,
+    local_cluster: LocalCluster,
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
     basic = load_example("basic.yaml", redis_prefix)
     failing = load_example("failure-none.yaml", redis_prefix)
@@ -34,14 +45,16 @@ def test_health_and_tree_on_real_flows(
     running["metadata"]["name"] = "slow"
     running["spec"]["root"]["queueName"] = "slow-parent"
     running["spec"]["root"]["children"] = [
-        {"name": "sleeper", "queueName": "slow-child", "data": {"sleepSeconds": 60}}]
+        {"name": "sleeper", "queueName": "slow-child", "data": {"sleepSeconds": 60}}
+    ]
     # Submitted, never picked up: no worker on its queue.
     stuck = load_example("basic.yaml", redis_prefix)
     stuck["metadata"]["name"] = "stuck"
     stuck["spec"]["root"] = {"name": "lonely", "queueName": "nobody-listens"}
 
-    workers.start("python", sorted(queues_of(basic) | queues_of(failing) | {"slow-child"}),
-                  redis_prefix)
+    workers.start(
+        "python", sorted(queues_of(basic) | queues_of(failing) | {"slow-child"}), redis_prefix
+    )
     for doc in (basic, failing, running, stuck):
         flows.apply(doc)
 
@@ -57,14 +70,17 @@ def test_health_and_tree_on_real_flows(
     assert "bad-child" in health["message"] and "card declined" in health["message"]
 
     slow = flows.wait_for(
-        "slow", lambda f: any(n["state"] == "active" for n in f.get("status", {}).get("nodes", [])),
-        "an active job")
+        "slow",
+        lambda f: any(n["state"] == "active" for n in f.get("status", {}).get("nodes", [])),
+        "an active job",
+    )
     assert slow["status"]["phase"] == "Running", slow["status"]
     health = argocd_health("Flow", slow)
     assert health["status"] == "Progressing" and health["message"].startswith("Running (0/2")
 
-    lonely = flows.wait_for("stuck", lambda f: f.get("status", {}).get("phase") == "Submitted",
-                            "Submitted")
+    lonely = flows.wait_for(
+        "stuck", lambda f: f.get("status", {}).get("phase") == "Submitted", "Submitted"
+    )
     health = argocd_health("Flow", lonely)
     assert health["status"] == "Progressing" and health["message"].startswith("Submitted")
 
@@ -78,19 +94,23 @@ def test_health_and_tree_on_real_flows(
     lines = out.stdout.splitlines()
     assert "Phase:       ✔ Completed" in lines and "Progress:    3/3" in lines
     assert "Result:      42" in lines
-    steps = [line.split()[:5] for line in lines[lines.index("") + 2:]]
-    assert steps == [["✔", "total", "basic-parent", "completed", "1"],
-                     ["├─✔", "part-a", "basic-child", "completed", "1"],
-                     ["└─✔", "part-b", "basic-child", "completed", "1"]]
+    steps = [line.split()[:5] for line in lines[lines.index("") + 2 :]]
+    assert steps == [
+        ["✔", "total", "basic-parent", "completed", "1"],
+        ["├─✔", "part-a", "basic-child", "completed", "1"],
+        ["└─✔", "part-b", "basic-child", "completed", "1"],
+    ]
     assert lines[-1].split()[-1] == "40"
 
     out = plugin(local_cluster, "tree", "failure-none", "-n", namespace, "--ascii")
     assert out.returncode == 0, out.stderr
     print(out.stdout)
     assert "Phase:       XX Failed" in out.stdout
-    assert any((line.startswith("`-XX bad-child") and line.endswith("card declined"))
-               or (line.startswith("|-XX bad-child") and line.endswith("card declined"))
-               for line in out.stdout.splitlines()), out.stdout
+    assert any(
+        (line.startswith("`-XX bad-child") and line.endswith("card declined"))
+        or (line.startswith("|-XX bad-child") and line.endswith("card declined"))
+        for line in out.stdout.splitlines()
+    ), out.stdout
     assert "<< parent" in out.stdout
 
     out = plugin(local_cluster, "tree", "slow", "-n", namespace)

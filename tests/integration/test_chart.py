@@ -30,8 +30,17 @@ def helm(tools: Tools, *args: str, check: bool = True) -> subprocess.CompletedPr
 
 
 def render(tools: Tools, *args: str, namespace: str = "bullflow") -> list[dict[str, Any]]:
-    out = helm(tools, "template", "bf", str(CHART), "--namespace", namespace,
-               "--kube-version", KUBE_VERSION, *args).stdout
+    out = helm(
+        tools,
+        "template",
+        "bf",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        KUBE_VERSION,
+        *args,
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -43,14 +52,18 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def test_crd_templates_in_sync_with_crds_dir() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "hack" / "sync-chart-crds.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "sync-chart-crds.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_rendered_crds_equal_crds_dir(harness_tools: Tools) -> None:
-    rendered = {d["metadata"]["name"]: d for d in by_kind(render(harness_tools),
-                                                          "CustomResourceDefinition")}
+    rendered = {
+        d["metadata"]["name"]: d for d in by_kind(render(harness_tools), "CustomResourceDefinition")
+    }
     sources = {}
     for path in sorted((ROOT / "crds").glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
@@ -62,8 +75,9 @@ def test_rendered_crds_equal_crds_dir(harness_tools: Tools) -> None:
     # crds.keep=false drops the annotation; crds.install=false drops the CRDs.
     unkept = by_kind(render(harness_tools, "--set", "crds.keep=false"), "CustomResourceDefinition")
     assert unkept and all("annotations" not in d["metadata"] for d in unkept)
-    assert not by_kind(render(harness_tools, "--set", "crds.install=false"),
-                       "CustomResourceDefinition")
+    assert not by_kind(
+        render(harness_tools, "--set", "crds.install=false"), "CustomResourceDefinition"
+    )
 
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.stem if v else "bare")
@@ -75,33 +89,59 @@ def test_helm_lint(harness_tools: Tools, values: Path | None) -> None:
     assert "0 chart(s) failed" in out
 
 
-@pytest.mark.parametrize("typo", [
-    "replicaCont=2",              # top level
-    "image.tagg=v1",              # nested
-    "redis.tls.enabeld=true",     # deeper
-    "metrics.serviceMonitor.intervall=10s",
-    "config.resyncInterval=5",
-])
+@pytest.mark.parametrize(
+    "typo",
+    [
+        "replicaCont=2",  # top level
+        "image.tagg=v1",  # nested
+        "redis.tls.enabeld=true",  # deeper
+        "metrics.serviceMonitor.intervall=10s",
+        "config.resyncInterval=5",
+    ],
+)
 def test_typo_in_values_fails_schema_validation(harness_tools: Tools, typo: str) -> None:
-    proc = helm(harness_tools, "template", "bf", str(CHART), "--kube-version", KUBE_VERSION,
-                "--set", typo, check=False)
+    proc = helm(
+        harness_tools,
+        "template",
+        "bf",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        typo,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "additional properties" in proc.stderr and typo.split("=")[0].split(".")[-1] in (
         proc.stderr
     ), proc.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--set", "replicaCount=0"], "replicaCount"),
-    (["--set", "logFormat=xml"], "logFormat"),
-    (["--set", "watchNamespaces[0]=team-*"], "watchNamespaces"),
-    (["--set", "redis.url=http://x"], "redis"),
-    (["--set", "redis.url=redis://a:6379", "--set", "redis.inCluster.enabled=true"], "only one"),
-    (["--set", "redis.url=redis://a:6379", "--set", "redis.tls.enabled=true"], "rediss://"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "replicaCount=0"], "replicaCount"),
+        (["--set", "logFormat=xml"], "logFormat"),
+        (["--set", "watchNamespaces[0]=team-*"], "watchNamespaces"),
+        (["--set", "redis.url=http://x"], "redis"),
+        (
+            ["--set", "redis.url=redis://a:6379", "--set", "redis.inCluster.enabled=true"],
+            "only one",
+        ),
+        (["--set", "redis.url=redis://a:6379", "--set", "redis.tls.enabled=true"], "rediss://"),
+    ],
+)
 def test_invalid_values_rejected(harness_tools: Tools, args: list[str], message: str) -> None:
-    proc = helm(harness_tools, "template", "bf", str(CHART), "--kube-version", KUBE_VERSION,
-                *args, check=False)
+    proc = helm(
+        harness_tools,
+        "template",
+        "bf",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        *args,
+        check=False,
+    )
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
 
 
@@ -145,14 +185,21 @@ def test_config_keys_are_operator_settings() -> None:
 
 def test_operator_arguments(harness_tools: Tools) -> None:
     def args_of(*values: str) -> list[str]:
-        dep = next(d for d in by_kind(render(harness_tools, *values), "Deployment")
-                   if d["metadata"]["name"] == "bf-bullflow")
+        dep = next(
+            d
+            for d in by_kind(render(harness_tools, *values), "Deployment")
+            if d["metadata"]["name"] == "bf-bullflow"
+        )
         container = dep["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["bullflow-operator"]
         return list(container["args"])
 
-    assert args_of() == ["--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=9090",
-                         "--log-format=json", "--standalone"]
+    assert args_of() == [
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--metrics-port=9090",
+        "--log-format=json",
+        "--standalone",
+    ]
     ha = args_of("-f", str(CHART / "ci" / "ha-values.yaml"))
     assert "--peering=bullflow" in ha and "--standalone" not in ha
     ns = args_of("-f", str(CHART / "ci" / "namespaced-values.yaml"))
@@ -171,10 +218,13 @@ def test_ha_renders_peering_pdb_and_rolling_update(harness_tools: Tools) -> None
     assert not by_kind(single, "PodDisruptionBudget") and not by_kind(single, "ClusterKopfPeering")
     dep = next(d for d in by_kind(single, "Deployment"))
     assert dep["spec"]["strategy"]["type"] == "Recreate"
-    nsha = render(harness_tools, "-f", str(CHART / "ci" / "namespaced-values.yaml"),
-                  "--set", "replicaCount=3")
+    nsha = render(
+        harness_tools, "-f", str(CHART / "ci" / "namespaced-values.yaml"), "--set", "replicaCount=3"
+    )
     assert sorted(d["metadata"]["namespace"] for d in by_kind(nsha, "KopfPeering")) == [
-        "team-a", "team-b"]
+        "team-a",
+        "team-b",
+    ]
 
 
 def test_redis_url_secret_and_tls(harness_tools: Tools) -> None:
@@ -184,7 +234,9 @@ def test_redis_url_secret_and_tls(harness_tools: Tools) -> None:
     pod = next(d for d in by_kind(docs, "Deployment"))["spec"]["template"]["spec"]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["BULLFLOW_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
-        "name": "bf-bullflow-redis-url", "key": "url"}
+        "name": "bf-bullflow-redis-url",
+        "key": "url",
+    }
     assert env["SSL_CERT_FILE"]["value"] == "/etc/bullflow/redis-ca/ca.crt"
     assert any(v.get("secret", {}).get("secretName") == "redis-ca" for v in pod["volumes"])
     # The URL round-trips through redis-py's parser with the password intact.
@@ -197,8 +249,13 @@ def test_redis_url_secret_and_tls(harness_tools: Tools) -> None:
 
 
 def test_service_monitor(harness_tools: Tools) -> None:
-    docs = render(harness_tools, "--set", "metrics.serviceMonitor.enabled=true",
-                  "--set", "metrics.serviceMonitor.labels.release=prom")
+    docs = render(
+        harness_tools,
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prom",
+    )
     monitor = by_kind(docs, "ServiceMonitor")[0]
     service = by_kind(docs, "Service")[0]
     labels = service["metadata"]["labels"]
@@ -243,8 +300,18 @@ def test_pod_security_restricted_values(harness_tools: Tools) -> None:
 
 def test_notes(harness_tools: Tools, local_cluster: Any) -> None:
     kc = f"--kubeconfig={local_cluster.kubeconfig}"
-    notes = helm(harness_tools, "install", "bf", str(CHART), "--dry-run=server", kc,
-                 "--set", "redis.inCluster.enabled=true", "--namespace", "ops").stdout
+    notes = helm(
+        harness_tools,
+        "install",
+        "bf",
+        str(CHART),
+        "--dry-run=server",
+        kc,
+        "--set",
+        "redis.inCluster.enabled=true",
+        "--namespace",
+        "ops",
+    ).stdout
     assert "It is for trying bullflow out only: do not use it in production." in notes
     assert "kubectl -n ops rollout status deployment/bf-bullflow" in notes
     assert "kubectl bullflow tree basic -n default" in notes
@@ -266,25 +333,52 @@ def chart_crds(kubectl: Any) -> None:
 @pytest.fixture
 def restricted_namespace(namespace: str, kubectl: Any) -> Iterator[str]:
     """The per-test namespace, enforcing the restricted Pod Security Standard."""
-    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
-            "pod-security.kubernetes.io/warn=restricted")
+    kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )
     yield namespace
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda v: v.stem)
 def test_server_side_dry_run(
-    harness_tools: Tools, kubectl: Any, chart_crds: None, restricted_namespace: str,
+    harness_tools: Tools,
+    kubectl: Any,
+    chart_crds: None,
+    restricted_namespace: str,
     values: Path,
 ) -> None:
     ns = restricted_namespace
     extra = ["--set", f"watchNamespaces={{{ns}}}"] if "namespaced" in values.stem else []
-    out = helm(harness_tools, "template", "bf", str(CHART), "--namespace", ns, "--kube-version",
-               KUBE_VERSION, "-f", str(values), *extra).stdout
+    out = helm(
+        harness_tools,
+        "template",
+        "bf",
+        str(CHART),
+        "--namespace",
+        ns,
+        "--kube-version",
+        KUBE_VERSION,
+        "-f",
+        str(values),
+        *extra,
+    ).stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "ServiceAccount", "CustomResourceDefinition", "Service"} <= kinds
-    proc = kubectl("apply", "--dry-run=server", "--server-side", "--force-conflicts",
-                   "--field-manager=chart-test", "-f", "-", input=out)
+    proc = kubectl(
+        "apply",
+        "--dry-run=server",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=chart-test",
+        "-f",
+        "-",
+        input=out,
+    )
     applied = [line for line in proc.stdout.splitlines() if "(server dry run)" in line]
     assert len(applied) == len(docs), proc.stdout
     # PodSecurity admission warns (stderr) about Deployments whose pods would be rejected.

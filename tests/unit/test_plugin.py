@@ -11,25 +11,37 @@ from bullflow.cli.plugin import format_duration, parse_args, render_tree
 
 
 def node(path: str, name: str, queue: str, state: str, **extra: Any) -> dict[str, Any]:
-    return {"path": path, "name": name, "queue": queue, "jobId": f"u:{path}", "state": state,
-            "attemptsMade": extra.pop("attempts", 1 if state in ("completed", "failed") else 0),
-            **extra}
+    return {
+        "path": path,
+        "name": name,
+        "queue": queue,
+        "jobId": f"u:{path}",
+        "state": state,
+        "attemptsMade": extra.pop("attempts", 1 if state in ("completed", "failed") else 0),
+        **extra,
+    }
 
 
 def flow(status: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": "basic", "namespace": "team-a"}, "status": status}
 
 
-COMPLETED = flow({
-    "phase": "Completed", "progress": "3/3", "totalNodes": 3, "result": 42,
-    "submittedAt": "2026-01-01T10:00:00Z", "finishedAt": "2026-01-01T10:01:05Z",
-    "conditions": [{"type": "Failed", "status": "False", "reason": "NotFailed"}],
-    "nodes": [
-        node("0", "total", "basic-parent", "completed", returnValue=42),
-        node("0.0", "part-a", "basic-child", "completed", returnValue=2),
-        node("0.1", "part-b", "basic-child", "completed", returnValue=40),
-    ],
-})
+COMPLETED = flow(
+    {
+        "phase": "Completed",
+        "progress": "3/3",
+        "totalNodes": 3,
+        "result": 42,
+        "submittedAt": "2026-01-01T10:00:00Z",
+        "finishedAt": "2026-01-01T10:01:05Z",
+        "conditions": [{"type": "Failed", "status": "False", "reason": "NotFailed"}],
+        "nodes": [
+            node("0", "total", "basic-parent", "completed", returnValue=42),
+            node("0.0", "part-a", "basic-child", "completed", returnValue=2),
+            node("0.1", "part-b", "basic-child", "completed", returnValue=40),
+        ],
+    }
+)
 
 
 def test_completed_flow() -> None:
@@ -49,54 +61,85 @@ def test_completed_flow() -> None:
 
 
 def test_failed_nested_flow_ascii() -> None:
-    failed = flow({
-        "phase": "Failed", "progress": "1/4",
-        "submittedAt": "2026-01-01T10:00:00Z", "finishedAt": "2026-01-01T10:00:02Z",
-        "conditions": [{"type": "Failed", "status": "True", "reason": "ChildFailed",
-                        "message": "job 0.1 (bad-child) failed: card declined"}],
-        "nodes": [
-            node("0", "parent", "p", "waiting-children"),
-            node("0.0", "mid", "c", "waiting-children"),
-            node("0.0.0", "leaf", "c", "completed", returnValue={"ok": True}),
-            node("0.1", "bad-child", "c", "failed", attempts=3, failedReason="card declined"),
-        ],
-    })
+    failed = flow(
+        {
+            "phase": "Failed",
+            "progress": "1/4",
+            "submittedAt": "2026-01-01T10:00:00Z",
+            "finishedAt": "2026-01-01T10:00:02Z",
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "ChildFailed",
+                    "message": "job 0.1 (bad-child) failed: card declined",
+                }
+            ],
+            "nodes": [
+                node("0", "parent", "p", "waiting-children"),
+                node("0.0", "mid", "c", "waiting-children"),
+                node("0.0.0", "leaf", "c", "completed", returnValue={"ok": True}),
+                node("0.1", "bad-child", "c", "failed", attempts=3, failedReason="card declined"),
+            ],
+        }
+    )
     out = render_tree(failed, ascii=True)
     assert "Phase:       XX Failed\n" in out
     assert "Message:     job 0.1 (bad-child) failed: card declined\n" in out
     assert "Duration:    2s\n" in out
     rows = out.split("\n\n", 1)[1].splitlines()
     assert [r.split("  ")[0].rstrip() for r in rows] == [
-        "STEP", "<< parent", "|-<< mid", "| `-OK leaf", "`-XX bad-child"]
+        "STEP",
+        "<< parent",
+        "|-<< mid",
+        "| `-OK leaf",
+        "`-XX bad-child",
+    ]
     assert rows[4].split()[-3:] == ["3", "card", "declined"]
     assert rows[3].endswith('{"ok":true}')
 
 
 def test_running_flow_duration_from_now_and_long_values_cut() -> None:
-    running = flow({
-        "phase": "Running", "progress": "0/2", "submittedAt": "2026-01-01T10:00:00Z",
-        "nodes": [node("0", "root", "q", "waiting-children"),
-                  node("0.0", "child", "q", "active", returnValue=None)],
-    })
+    running = flow(
+        {
+            "phase": "Running",
+            "progress": "0/2",
+            "submittedAt": "2026-01-01T10:00:00Z",
+            "nodes": [
+                node("0", "root", "q", "waiting-children"),
+                node("0.0", "child", "q", "active", returnValue=None),
+            ],
+        }
+    )
     now = datetime(2026, 1, 1, 11, 2, 3, tzinfo=UTC)
     out = render_tree(running, now=now)
     assert "Phase:       ● Running\n" in out and "Duration:    1h2m3s\n" in out
     assert "└─● child" in out
-    long = flow({"phase": "Completed", "nodes": [
-        node("0", "r", "q", "completed", returnValue="x" * 500, truncated=True)]})
+    long = flow(
+        {
+            "phase": "Completed",
+            "nodes": [node("0", "r", "q", "completed", returnValue="x" * 500, truncated=True)],
+        }
+    )
     detail = render_tree(long).splitlines()[-1]
     assert detail.endswith("x… (truncated)")
     assert len(detail) < 120
 
 
 def test_roots_and_truncated_listing() -> None:
-    big = flow({
-        "phase": "Running", "progress": "9990/10000", "totalNodes": 10000,
-        "nodesTruncated": True,
-        "nodes": [node("0", "root-a", "q", "waiting-children"),
-                  node("0.4.7", "deep-failed", "q", "failed", failedReason="boom"),
-                  node("1.2", "orphan-active", "q", "active")],
-    })
+    big = flow(
+        {
+            "phase": "Running",
+            "progress": "9990/10000",
+            "totalNodes": 10000,
+            "nodesTruncated": True,
+            "nodes": [
+                node("0", "root-a", "q", "waiting-children"),
+                node("0.4.7", "deep-failed", "q", "failed", failedReason="boom"),
+                node("1.2", "orphan-active", "q", "active"),
+            ],
+        }
+    )
     out = render_tree(big)
     assert "only failed/active jobs are listed (3 of 10000)" in out
     steps = [line.split("  ")[0] for line in out.split("\n\n", 1)[1].splitlines()[1:]]
@@ -106,15 +149,42 @@ def test_roots_and_truncated_listing() -> None:
 def test_pending_without_status() -> None:
     out = render_tree({"metadata": {"name": "x", "namespace": "n"}})
     assert out == "Name:        x\nNamespace:   n\nPhase:       ◷ Pending\n"
-    invalid = render_tree(flow({"phase": "Pending", "conditions": [
-        {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "too big"}]}))
+    invalid = render_tree(
+        flow(
+            {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": "InvalidSpec",
+                        "message": "too big",
+                    }
+                ],
+            }
+        )
+    )
     assert "Message:     InvalidSpec: too big" in invalid
 
 
 def test_ignored_failures_detail() -> None:
-    out = render_tree(flow({"phase": "Completed", "nodes": [
-        node("0", "parent", "q", "completed", returnValue={"a": 1},
-             ignoredFailures={"q:1": "card declined"})]}))
+    out = render_tree(
+        flow(
+            {
+                "phase": "Completed",
+                "nodes": [
+                    node(
+                        "0",
+                        "parent",
+                        "q",
+                        "completed",
+                        returnValue={"a": 1},
+                        ignoredFailures={"q:1": "card declined"},
+                    )
+                ],
+            }
+        )
+    )
     assert '{"a":1} (1 ignored child failure)' in out
 
 
@@ -125,7 +195,11 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 def test_args() -> None:
     args = parse_args(["tree", "basic", "-n", "team-a", "--ascii"])
-    assert (args.command, args.flow, args.namespace, args.ascii) == ("tree", "basic", "team-a",
-                                                                     True)
+    assert (args.command, args.flow, args.namespace, args.ascii) == (
+        "tree",
+        "basic",
+        "team-a",
+        True,
+    )
     with pytest.raises(SystemExit):
         parse_args(["tree"])

@@ -132,8 +132,10 @@ def render_tree(flow: dict[str, Any], now: datetime | None = None, ascii: bool =
         lines.append(f"Result:      {_short(status['result'])}")
     nodes = status.get("nodes") or []
     if status.get("nodesTruncated"):
-        lines.append(f"Note:        only failed/active jobs are listed "
-                     f"({len(nodes)} of {status.get('totalNodes', '?')})")
+        lines.append(
+            f"Note:        only failed/active jobs are listed "
+            f"({len(nodes)} of {status.get('totalNodes', '?')})"
+        )
     if not nodes:
         return "\n".join(lines) + "\n"
 
@@ -144,17 +146,23 @@ def render_tree(flow: dict[str, Any], now: datetime | None = None, ascii: bool =
         data = node.data or {}
         state = data.get("state", "unknown")
         symbol = SYMBOLS.get(state, SYMBOLS["unknown"])[pick]
-        rows.append((
-            f"{prefix}{connector}{symbol} {data.get('name', node.path)}",
-            data.get("queue", ""),
-            state,
-            str(data.get("attemptsMade", 0)),
-            _details(data),
-        ))
+        rows.append(
+            (
+                f"{prefix}{connector}{symbol} {data.get('name', node.path)}",
+                data.get("queue", ""),
+                state,
+                str(data.get("attemptsMade", 0)),
+                _details(data),
+            )
+        )
         for i, child in enumerate(node.children):
             is_last = i == len(node.children) - 1
-            walk(child, prefix + child_prefix, last if is_last else branch,
-                 blank if is_last else pipe)
+            walk(
+                child,
+                prefix + child_prefix,
+                last if is_last else branch,
+                blank if is_last else pipe,
+            )
 
     for root in _build(nodes):
         walk(root, "", "", "")
@@ -167,8 +175,9 @@ def render_tree(flow: dict[str, Any], now: datetime | None = None, ascii: bool =
     return "\n".join(lines) + "\n"
 
 
-def _load_flow(name: str, namespace: str | None, kubeconfig: str | None,
-               context: str | None) -> dict[str, Any]:
+def _load_flow(
+    name: str, namespace: str | None, kubeconfig: str | None, context: str | None
+) -> dict[str, Any]:
     from kubernetes import client, config
 
     api = config.new_client_from_config(config_file=kubeconfig, context=context)
@@ -187,13 +196,20 @@ def _load_flow(name: str, namespace: str | None, kubeconfig: str | None,
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kubectl bullflow", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kubectl bullflow",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     tree = sub.add_parser("tree", help="print a Flow as a tree of its jobs and their states")
     tree.add_argument("flow", help="the Flow's name")
-    tree.add_argument("-n", "--namespace", default=None,
-                      help="the Flow's namespace (default: the context's, else default)")
+    tree.add_argument(
+        "-n",
+        "--namespace",
+        default=None,
+        help="the Flow's namespace (default: the context's, else default)",
+    )
     tree.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG)")
     tree.add_argument("--context", default=None, help="kubeconfig context")
     tree.add_argument("--ascii", action="store_true", help="ASCII symbols and lines only")
