@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bullflow import GROUP, VERSION
 from bullmq import Queue
 from kubernetes import client
 
+from bullflow import GROUP, VERSION
 from tests.e2e.operator_proc import ROOT
 from tests.harness.pods import PodProcessSupervisor, _container_env, _expand
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bullflow.models.workerpool import Scaling
 from bullflow.services.scaling import (
     QueueCounts,

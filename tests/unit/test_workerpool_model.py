@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pydantic import ValidationError
+
 from bullflow.crdgen import all_crds, render
 from bullflow.models.workerpool import WorkerPoolSpec
-from pydantic import ValidationError
 
 WORKER = {"processor": "bullflow_worker.processors:echo"}
 
