@@ -347,3 +347,37 @@ def test_redis_outage_while_following_a_flow_is_reported_and_recovers(
         own_workers.stop()
     assert flow["status"]["phase"] == "Completed"
     assert condition(flow, "Ready")["reason"] == "Completed"
+
+
+def test_idempotency_key_makes_a_recreated_flow_the_same_run(
+    operator, flows, workers, kubectl, namespace, redis_prefix, tmp_path
+):
+    exec_log = tmp_path / "executions.log"
+    workers.start("python", ["idem"], redis_prefix,
+                  processor="bullflow_worker.processors:count_executions",
+                  env={"BULLFLOW_EXEC_LOG": str(exec_log)})
+    manifest = flow_doc("nightly", redis_prefix, two_children("idem"),
+                        idempotencyKey="nightly-2026-11-28", ttlSecondsAfterFinished=1)
+    first = flows.apply(manifest)
+    wait_for(lambda: len(_lines(exec_log)) == 3, 30, "the three jobs to run")
+    kubectl("wait", "--for=delete", "flow/nightly", "-n", namespace, "--timeout=60s")  # TTL
+    # Applied again, as Argo CD would after a prune (without the TTL, which would delete the
+    # restored Flow again at once: it finished long ago).
+    del manifest["spec"]["ttlSecondsAfterFinished"]
+    second = flows.apply(manifest)
+    assert second["metadata"]["uid"] != first["metadata"]["uid"]
+    flow = flows.wait_for("nightly", lambda f: any(
+        c["type"] == "Restored" for c in (f.get("status") or {}).get("conditions", [])),
+        "a Restored condition", timeout=30)
+    assert flow["status"]["phase"] == "Completed"
+    assert condition(flow, "Restored")["reason"] == "IdempotencyKey"
+    assert first["metadata"]["uid"] in condition(flow, "Restored")["message"]
+    time.sleep(1.0)
+    assert len(_lines(exec_log)) == 3  # nothing ran twice
+
+    twin = flow_doc("nightly-twin", redis_prefix, two_children("idem"),
+                    idempotencyKey="nightly-2026-11-28")
+    flows.apply(twin)
+    flow = flows.wait("nightly-twin", timeout=30)
+    failed = condition(flow, "Failed")
+    assert failed["reason"] == "DuplicateIdempotencyKey" and "nightly" in failed["message"]

@@ -143,3 +143,13 @@ def test_size_limit():
     assert structural_errors(spec(root=wide), max_nodes=5) == [
         "the flow has 11 jobs; this operator accepts at most 5"
     ]
+
+
+def test_idempotency_key_tokens_are_stable_per_namespace_and_parse_back():
+    from bullflow.services.flowtree import flow_token
+
+    token = flow_token(UID, "team-a", "nightly-2026-11-28")
+    assert token == flow_token("another-uid", "team-a", "nightly-2026-11-28")
+    assert token != flow_token(UID, "team-b", "nightly-2026-11-28")
+    assert flow_token(UID, "team-a", None) == UID
+    assert parse_job_id(job_id(token, "0.3")) == (token, "0.3")

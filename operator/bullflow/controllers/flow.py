@@ -22,7 +22,13 @@ from ..models.common import Condition
 from ..models.flow import FlowSpec, FlowStatus
 from ..services.conditions import now_rfc3339, set_condition
 from ..services.flowstatus import FINISHED_PHASES, JobSnapshot, StatusLimits, build_status
-from ..services.flowtree import PlannedJob, plan, structural_errors, to_flowproducer
+from ..services.flowtree import (
+    PlannedJob,
+    flow_token,
+    plan,
+    structural_errors,
+    to_flowproducer,
+)
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
 from .connections import ConnectionError_, RedisPool
@@ -84,9 +90,10 @@ class FlowController:
         if errors := structural_errors(spec, self.settings.max_nodes):
             await self._invalid(ref, status, generation, "; ".join(errors))
             return
+        token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
         self.phases.set(ref.uid, status.phase)
         if status.phase in FINISHED_PHASES:
-            self.tracker.forget(ref.uid)
+            self.tracker.forget(token)
             self._schedule_ttl(ref, spec.ttl_seconds_after_finished, status)
             return
         try:
@@ -94,10 +101,16 @@ class FlowController:
         except ConnectionError_ as err:
             await self._not_ready(ref, status, generation, err.reason, err.message)
             raise kopf.TemporaryError(err.message, delay=self.backoff(retry)) from err
-        jobs = plan(spec, ref.uid)
+        jobs = plan(spec, token)
         if not status.submitted_at:
             try:
-                status = await self._submit(ref, spec, status, generation, conn, jobs)
+                status, earlier = await self._submit(
+                    ref, spec, status, generation, conn, jobs, token
+                )
+                if earlier is not None and await self._adopt(
+                    ref, spec, conn, token, earlier, status, generation
+                ):
+                    return
             except SubmissionRejected as err:
                 metrics.SUBMISSIONS.labels("rejected").inc()
                 await self._rejected(ref, status, generation, str(err))
@@ -110,7 +123,15 @@ class FlowController:
                 raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
         await self.tracker.track(
             TrackedFlow(
-                ref, conn, spec.prefix, jobs, generation, status, spec.ttl_seconds_after_finished
+                ref,
+                conn,
+                spec.prefix,
+                jobs,
+                generation,
+                status,
+                spec.ttl_seconds_after_finished,
+                token=token,
+                keeps_outcome=spec.idempotency_key is not None,
             )
         )
 
@@ -122,7 +143,10 @@ class FlowController:
         generation: int | None,
         conn: BullRedis,
         jobs: list[PlannedJob],
-    ) -> FlowStatus:
+        token: str,
+    ) -> tuple[FlowStatus, dict[str, Any] | None]:
+        """Submit (once). Returns the new status, and the marker of an earlier submission by
+        another Flow object (same idempotencyKey), if there was one."""
         marker: dict[str, Any] = {
             "namespace": ref.namespace,
             "name": ref.name,
@@ -131,11 +155,12 @@ class FlowController:
             "jobs": len(jobs),
         }
         with metrics.SUBMIT_SECONDS.time():
-            fresh = await conn.submit(spec.prefix, to_flowproducer(spec, ref.uid), ref.uid, marker)
+            fresh = await conn.submit(spec.prefix, to_flowproducer(spec, token), token, marker)
         metrics.SUBMISSIONS.labels("submitted" if fresh else "already-submitted").inc()
         self._maybe_crash_for_test()
         if not fresh:
-            marker = await conn.is_submitted(spec.prefix, ref.uid) or marker
+            marker = await conn.is_submitted(spec.prefix, token) or marker
+        earlier = marker if marker.get("uid") != ref.uid else None
         status = status.model_copy(deep=True)
         status.submitted_at = marker["submittedAt"]
         status.phase = "Submitted"
@@ -168,7 +193,54 @@ class FlowController:
                 "Submitted",
                 f"Submitted {len(jobs)} jobs to Redis (prefix {spec.prefix})",
             )
-        return status
+        return status, earlier
+
+    async def _adopt(
+        self,
+        ref: ObjectRef,
+        spec: FlowSpec,
+        conn: BullRedis,
+        token: str,
+        earlier: dict[str, Any],
+        status: FlowStatus,
+        generation: int | None,
+    ) -> bool:
+        """A Flow whose idempotencyKey already ran. True if fully handled (nothing to track)."""
+        if earlier.get("name") != ref.name and await self.kube.exists(
+            ObjectRef("Flow", "flows", ref.namespace, earlier["name"], earlier["uid"])
+        ):
+            await self._rejected(
+                ref,
+                status,
+                generation,
+                f"idempotencyKey {spec.idempotency_key!r} is already used by Flow "
+                f"{earlier['name']} in this namespace",
+                reason="DuplicateIdempotencyKey",
+            )
+            return True
+        await conn.update_marker(spec.prefix, token, {"uid": ref.uid, "name": ref.name})
+        message = (
+            f"already run as {earlier['name']} (uid {earlier['uid']}), submitted at "
+            f"{earlier['submittedAt']}: jobs not submitted again (idempotencyKey)"
+        )
+        if "status" not in earlier:  # still running: follow the same jobs
+            status.conditions = set_condition(
+                status.conditions, "Restored", True, "IdempotencyKey", message, generation
+            )
+            return False
+        restored = _status_from(earlier["status"])
+        restored.observed_generation = generation
+        restored.conditions = set_condition(
+            restored.conditions,
+            "Restored",
+            True,
+            "IdempotencyKey",
+            message + "; status restored from Redis",
+            generation,
+        )
+        await self._patch(ref, restored, "restored")
+        self._schedule_ttl(ref, spec.ttl_seconds_after_finished, restored)
+        return True
 
     def _maybe_crash_for_test(self) -> None:
         marker = self.settings.crash_after_submit_file
@@ -207,6 +279,8 @@ class FlowController:
         await self._emit_transitions(flow, previous, new)
         if new.phase not in FINISHED_PHASES:
             return False
+        if flow.keeps_outcome:
+            await flow.conn.update_marker(flow.prefix, flow.token, {"status": _wire(new)})
         self._schedule_ttl(flow.ref, flow.ttl_seconds, new)
         return True
 
@@ -285,7 +359,6 @@ class FlowController:
     async def delete(self, body: Any, retry: int = 0) -> None:
         """Apply deletionPolicy. Retries with backoff (never gives up silently) if Redis is down."""
         ref = flow_ref(body)
-        self.tracker.forget(ref.uid)
         self._cancel_ttl(ref.uid)
         self.phases.drop(ref.uid)
         annotations = body["metadata"].get("annotations") or {}
@@ -293,15 +366,25 @@ class FlowController:
             spec = FlowSpec.model_validate(body.get("spec") or {})
         except ValidationError:
             return  # never submitted
+        token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
+        status = _status_of(body)
+        if _owner_of_token(self.tracker.flows.get(token), ref):
+            self.tracker.forget(token)
         if spec.deletion_policy == "Orphan" or annotations.get(FORCE_DELETE_ANNOTATION) == "true":
             return
         try:
             conn = await self.pool.resolve(ref.namespace, spec.connection)
+            marker = await conn.is_submitted(spec.prefix, token)
+            if marker is None or marker.get("uid") != ref.uid:
+                return  # never submitted, or the jobs belong to another Flow (same key)
             locked = await conn.remove_trees(
-                spec.prefix, [j for j in plan(spec, ref.uid) if j.parent_path is None]
+                spec.prefix, [j for j in plan(spec, token) if j.parent_path is None]
             )
             if not locked:
-                await conn.forget(spec.prefix, ref.uid)
+                # A finished run with an idempotencyKey keeps its marker (the final status), so
+                # that a re-created Flow is recognised and not run again.
+                if not (spec.idempotency_key and status.phase in FINISHED_PHASES):
+                    await conn.forget(spec.prefix, token)
                 return
             message = f"jobs {', '.join(locked)} are being processed; removing them later"
         except ConnectionError_ as err:
@@ -309,7 +392,6 @@ class FlowController:
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("delete").inc()
             message = f"cannot remove the flow's jobs, Redis is unreachable: {err}"
-        status = _status_of(body)
         await self._not_ready(
             ref,
             status,
@@ -320,7 +402,12 @@ class FlowController:
         raise kopf.TemporaryError(message, delay=self.backoff(retry))
 
     async def _rejected(
-        self, ref: ObjectRef, status: FlowStatus, generation: int | None, message: str
+        self,
+        ref: ObjectRef,
+        status: FlowStatus,
+        generation: int | None,
+        message: str,
+        reason: str = "SubmitRejected",
     ) -> None:
         """Terminal: retrying cannot help, and the jobs that were accepted stay as they are."""
         status = status.model_copy(deep=True)
@@ -329,10 +416,10 @@ class FlowController:
         status.finished_at = now_rfc3339()
         for type_, value in (("Failed", True), ("Ready", False), ("Completed", False)):
             status.conditions = set_condition(
-                status.conditions, type_, value, "SubmitRejected", message, generation
+                status.conditions, type_, value, reason, message, generation
             )
         await self._patch(ref, status, "condition")
-        await self.kube.event(ref, "Warning", "SubmitRejected", message)
+        await self.kube.event(ref, "Warning", reason, message)
 
     async def _invalid(
         self, ref: ObjectRef, status: FlowStatus, generation: int | None, message: str
@@ -388,10 +475,18 @@ class FlowController:
 
 
 def _status_of(body: Any) -> FlowStatus:
+    return _status_from(body.get("status") or {})
+
+
+def _status_from(raw: dict[str, Any]) -> FlowStatus:
     try:
-        return FlowStatus.model_validate(body.get("status") or {})
+        return FlowStatus.model_validate(raw)
     except ValidationError:
         return FlowStatus()
+
+
+def _owner_of_token(flow: TrackedFlow | None, ref: ObjectRef) -> bool:
+    return flow is not None and flow.ref.uid == ref.uid
 
 
 def _wire(status: FlowStatus) -> dict[str, Any]:

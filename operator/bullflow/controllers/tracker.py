@@ -33,7 +33,12 @@ class TrackedFlow:
     generation: int | None
     status: FlowStatus
     ttl_seconds: int | None = None
+    token: str = ""  # what job ids derive from: the uid, or the idempotency key's digest
+    keeps_outcome: bool = False  # record the final status in the marker (idempotencyKey)
     streams: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.token = self.token or self.ref.uid
 
 
 RefreshFn = Callable[[TrackedFlow], Awaitable[bool]]
@@ -69,16 +74,16 @@ class FlowTracker:
         for key in flow.streams:
             if key not in positions:
                 positions[key] = await flow.conn.stream_tail(key)
-        self.forget(flow.ref.uid)
-        self.flows[flow.ref.uid] = flow
+        self.forget(flow.token)
+        self.flows[flow.token] = flow
         self._watchers.setdefault(flow.conn.url, Counter()).update(flow.streams)
         if flow.conn.url not in self._readers:
             self._readers[flow.conn.url] = asyncio.create_task(self._read_events(flow.conn))
-        self.mark_dirty(flow.ref.uid)
+        self.mark_dirty(flow.token)
 
-    def forget(self, uid: str) -> None:
-        flow = self.flows.pop(uid, None)
-        self.dirty.discard(uid)
+    def forget(self, token: str) -> None:
+        flow = self.flows.pop(token, None)
+        self.dirty.discard(token)
         if flow is not None:
             watchers = self._watchers[flow.conn.url]
             watchers.subtract(flow.streams)
@@ -86,9 +91,9 @@ class FlowTracker:
                 if watchers[key] <= 0:
                     del watchers[key]
 
-    def mark_dirty(self, uid: str) -> None:
-        if uid in self.flows:
-            self.dirty.add(uid)
+    def mark_dirty(self, token: str) -> None:
+        if token in self.flows:
+            self.dirty.add(token)
             self._wake.set()
 
     def start(self) -> None:
@@ -135,20 +140,20 @@ class FlowTracker:
                     self.mark_dirty(parsed[0])
 
     def _mark_connection_dirty(self, url: str) -> None:
-        for uid, flow in self.flows.items():
+        for token, flow in self.flows.items():
             if flow.conn.url == url:
-                self.mark_dirty(uid)
+                self.mark_dirty(token)
 
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             batch, self.dirty = self.dirty, set()
-            await asyncio.gather(*(self._refresh_one(uid) for uid in batch))
+            await asyncio.gather(*(self._refresh_one(token) for token in batch))
             await asyncio.sleep(self.patch_interval)
 
-    async def _refresh_one(self, uid: str) -> None:
-        flow = self.flows.get(uid)
+    async def _refresh_one(self, token: str) -> None:
+        flow = self.flows.get(token)
         if flow is None:
             return
         try:
@@ -158,10 +163,10 @@ class FlowTracker:
             log.exception("refreshing flow %s/%s failed", flow.ref.namespace, flow.ref.name)
             return
         if finished:
-            self.forget(uid)
+            self.forget(token)
 
     async def _resync_loop(self) -> None:
         while True:
             await asyncio.sleep(self.resync_interval)
-            for uid in list(self.flows):
-                self.mark_dirty(uid)
+            for token in list(self.flows):
+                self.mark_dirty(token)

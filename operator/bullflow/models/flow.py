@@ -165,6 +165,17 @@ class FlowSpec(CamelModel):
     deletion_policy: Literal["Delete", "Orphan"] = Field(
         default="Delete", description="Delete removes the flow's jobs from Redis with the Flow."
     )
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description=(
+            "Makes a re-created Flow (deleted by TTL or an Argo CD prune, applied again) count as "
+            "the same run: its jobs are not submitted again and its status is restored from "
+            "Redis. Unique among the namespace's Flows."
+        ),
+    )
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, le=31_536_000, description="Delete the Flow this long after it ends."
     )

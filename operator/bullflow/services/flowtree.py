@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from ..models.flow import MAX_DEPTH, FlowNode, FlowSpec
 
 JOB_ID_PREFIX = "bf-"
-_JOB_ID = re.compile(r"^bf-(?P<uid>[0-9a-f-]{36})-(?P<path>\d+(?:\.\d+)*)$")
+_JOB_ID = re.compile(r"^bf-(?P<token>[0-9a-f]{32}|[0-9a-f-]{36})-(?P<path>\d+(?:\.\d+)*)$")
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,23 @@ class PlannedJob:
     removed_on_complete: bool
 
 
+def flow_token(uid: str, namespace: str, idempotency_key: str | None) -> str:
+    """What job ids derive from: the Flow's uid, or its namespace + idempotencyKey (so that a
+    re-created Flow finds the jobs of its earlier self)."""
+    if idempotency_key is None:
+        return uid
+    return hashlib.sha256(f"{namespace}/{idempotency_key}".encode()).hexdigest()[:32]
+
+
 def job_id(uid: str, path: str) -> str:
     """Deterministic per Flow and node: never ':' and never all digits (BullMQ rules)."""
     return f"{JOB_ID_PREFIX}{uid}-{path}"
 
 
 def parse_job_id(value: str) -> tuple[str, str] | None:
-    """(flow uid, node path) of a job id made by `job_id`, else None."""
+    """(flow token, node path) of a job id made by `job_id`, else None."""
     match = _JOB_ID.match(value)
-    return (match["uid"], match["path"]) if match else None
+    return (match["token"], match["path"]) if match else None
 
 
 def _walk(

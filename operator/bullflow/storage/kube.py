@@ -63,6 +63,18 @@ class KubeApi:
             raise
         return True
 
+    async def exists(self, ref: ObjectRef) -> bool:
+        """Whether this very object (same uid) still exists."""
+        try:
+            obj = await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, ref.namespace, ref.plural, ref.name
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return bool(obj["metadata"]["uid"] == ref.uid)
+
     async def delete(self, ref: ObjectRef) -> None:
         try:
             await self.custom.delete_namespaced_custom_object(

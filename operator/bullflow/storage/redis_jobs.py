@@ -179,6 +179,13 @@ class BullRedis:
     async def forget(self, prefix: str, uid: str) -> None:
         await self.client.delete(marker_key(prefix, uid))
 
+    async def update_marker(self, prefix: str, token: str, changes: dict[str, Any]) -> None:
+        """Merge fields into the submission marker (the final status, a new owner)."""
+        key = marker_key(prefix, token)
+        raw = await self.client.get(key)
+        if raw:
+            await self.client.set(key, json.dumps({**json.loads(raw), **changes}))
+
     async def stream_tail(self, key: str) -> str:
         """The id of the newest event, so reading can resume right after it."""
         last: Any = await self.client.xrevrange(key, count=1)
