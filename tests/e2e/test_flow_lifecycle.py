@@ -309,7 +309,7 @@ def test_a_flow_without_workers_says_so_until_a_worker_comes(
     )
     available = condition(flow, "WorkersAvailable")
     assert available["reason"] == "NoWorkers" and "nobody-listens" in available["message"]
-    workers.start("python", ["nobody-listens"], redis_prefix)
+    workers.start("node", ["nobody-listens"], redis_prefix)  # Node workers are seen too
     flow = flows.wait("idle", timeout=30)
     assert flow["status"]["phase"] == "Completed"
     assert all(c["type"] != "WorkersAvailable" for c in flow["status"]["conditions"])
@@ -381,3 +381,19 @@ def test_idempotency_key_makes_a_recreated_flow_the_same_run(
     flow = flows.wait("nightly-twin", timeout=30)
     failed = condition(flow, "Failed")
     assert failed["reason"] == "DuplicateIdempotencyKey" and "nightly" in failed["message"]
+
+
+def test_node_workers_count_as_workers(operator, flows, workers, redis_prefix):
+    workers.start("node", ["nw-delayed"], redis_prefix)
+    root = {"name": "parent", "queueName": "nw-parent", "children": [
+        {"name": "later", "queueName": "nw-delayed", "opts": {"delay": 600_000}}]}
+    flows.apply(flow_doc("nodeseen", redis_prefix, root))
+    flow = flows.wait_for(
+        "nodeseen",
+        lambda f: any(c["type"] == "WorkersAvailable"
+                      for c in (f.get("status") or {}).get("conditions", [])),
+        "a WorkersAvailable condition", timeout=30,
+    )
+    assert condition(flow, "WorkersAvailable")["status"] == "True", flow["status"]
+    assert {n["name"]: n["state"] for n in flow["status"]["nodes"]} == {
+        "parent": "waiting-children", "later": "delayed"}

@@ -30,6 +30,7 @@ from ..services.flowtree import (
     to_flowproducer,
 )
 from ..storage.kube import KubeApi, ObjectRef
+from ..storage.queues import queues_without_workers
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
 from .connections import ConnectionError_, RedisPool
 from .tracker import FlowTracker, TrackedFlow
@@ -328,11 +329,13 @@ class FlowController:
             pools = await self.kube.list_custom(flow.ref.namespace, "workerpools")
         except ApiException:  # no WorkerPool CRD installed: only live workers count
             pools = []
-        served = any(
-            (p.get("spec") or {}).get("prefix", "bull") == flow.prefix
-            and queue in (p.get("spec") or {}).get("queues", [])
+        covered = {
+            q
             for p in pools
-        ) or await flow.conn.queue_has_workers(flow.prefix, queue)
+            if (p.get("spec") or {}).get("prefix", "bull") == flow.prefix
+            for q in (p.get("spec") or {}).get("queues", [])
+        }
+        served = not await queues_without_workers(flow.conn, flow.prefix, [queue], covered)
         self._served_cache[key] = (time.monotonic() + WORKERS_CACHE_SECONDS, served)
         return served
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from bullmq import FlowProducer, Queue
+from bullmq import FlowProducer
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -206,11 +206,6 @@ class BullRedis:
             for stream, entries in reply or []
             for entry_id, fields in entries
         ]
-
-    async def queue_has_workers(self, prefix: str, queue: str) -> bool:
-        """Whether any BullMQ worker (any language) is connected to the queue."""
-        q = Queue(queue, {"connection": self.client, "prefix": prefix})
-        return bool(await q.get_workers())
 
     async def close(self) -> None:
         await self.client.aclose()
