@@ -383,8 +383,13 @@ def test_idempotency_key_makes_a_recreated_flow_the_same_run(
     assert failed["reason"] == "DuplicateIdempotencyKey" and "nightly" in failed["message"]
 
 
-def test_node_workers_count_as_workers(operator, flows, workers, redis_prefix):
+def test_node_workers_count_as_workers(operator, flows, workers, redis_server, redis_prefix):
     workers.start("node", ["nw-delayed"], redis_prefix)
+    node_name = f"{redis_prefix}:{base64.b64encode(b'nw-delayed').decode()}"
+    r = redis_sync.Redis.from_url(redis_server.url, decode_responses=True)
+    wait_for(lambda: any(c["name"].startswith(node_name) for c in r.client_list()), 30,
+             "the Node worker to connect")
+    r.close()
     root = {"name": "parent", "queueName": "nw-parent", "children": [
         {"name": "later", "queueName": "nw-delayed", "opts": {"delay": 600_000}}]}
     flows.apply(flow_doc("nodeseen", redis_prefix, root))
