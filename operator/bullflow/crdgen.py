@@ -115,7 +115,7 @@ def flow_crd() -> dict[str, Any]:
         columns=[
             ("Phase", "string", ".status.phase", "Pending, Submitted, Running, Completed, Failed"),
             ("Progress", "string", ".status.progress", "Jobs done / total"),
-            ("Reason", "string", ".status.conditions[?(@.type==\"Ready\")].reason", "Why"),
+            ("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', "Why"),
             ("Result", "string", ".status.result", "The root's return value", 1),
             ("Age", "date", ".metadata.creationTimestamp", ""),
         ],
@@ -150,8 +150,12 @@ def workerpool_crd() -> dict[str, Any]:
         status=status,
         columns=[
             ("Queues", "string", ".spec.queues", "Queues consumed"),
-            ("Backlog", "integer", ".status.backlog.total",
-             "waiting + prioritized + due delayed + active"),
+            (
+                "Backlog",
+                "integer",
+                ".status.backlog.total",
+                "waiting + prioritized + due delayed + active",
+            ),
             ("Desired", "integer", ".status.desiredReplicas", "Replicas wanted"),
             ("Replicas", "integer", ".status.replicas", "Replicas set on the target"),
             ("Ready", "integer", ".status.readyReplicas", "Ready replicas"),

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bullflow import GROUP, VERSION
 from kubernetes import client
+
+from bullflow import GROUP, VERSION
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -303,9 +303,12 @@ def test_a_flow_without_workers_says_so_until_a_worker_comes(
     flows.apply(flow_doc("idle", redis_prefix, two_children("nobody-listens")))
     flow = flows.wait_for(
         "idle",
-        lambda f: any(c["type"] == "WorkersAvailable" and c["status"] == "False"
-                      for c in (f.get("status") or {}).get("conditions", [])),
-        "a WorkersAvailable=False condition", timeout=30,
+        lambda f: any(
+            c["type"] == "WorkersAvailable" and c["status"] == "False"
+            for c in (f.get("status") or {}).get("conditions", [])
+        ),
+        "a WorkersAvailable=False condition",
+        timeout=30,
     )
     available = condition(flow, "WorkersAvailable")
     assert available["reason"] == "NoWorkers" and "nobody-listens" in available["message"]
@@ -315,12 +318,12 @@ def test_a_flow_without_workers_says_so_until_a_worker_comes(
     assert all(c["type"] != "WorkersAvailable" for c in flow["status"]["conditions"])
 
 
-def test_kubectl_wait_and_get_show_the_truth(operator, flows, workers, kubectl, namespace,
-                                             redis_prefix):
+def test_kubectl_wait_and_get_show_the_truth(
+    operator, flows, workers, kubectl, namespace, redis_prefix
+):
     workers.start("python", ["kw"], redis_prefix)
     flows.apply(flow_doc("waitme", redis_prefix, two_children("kw")))
-    kubectl("wait", "--for=condition=Completed", "flow/waitme", "-n", namespace,
-            "--timeout=60s")
+    kubectl("wait", "--for=condition=Completed", "flow/waitme", "-n", namespace, "--timeout=60s")
     table = kubectl("get", "flows", "-n", namespace).stdout.split("\n")
     assert table[0].split()[:4] == ["NAME", "PHASE", "PROGRESS", "REASON"]
     assert table[1].split()[:4] == ["waitme", "Completed", "3/3", "Completed"]
@@ -328,7 +331,13 @@ def test_kubectl_wait_and_get_show_the_truth(operator, flows, workers, kubectl, 
 
 
 def test_redis_outage_while_following_a_flow_is_reported_and_recovers(
-    operator, flows, kube_client, namespace, own_redis, redis_prefix, tmp_path,
+    operator,
+    flows,
+    kube_client,
+    namespace,
+    own_redis,
+    redis_prefix,
+    tmp_path,
 ):
     conn = redis_secret(kube_client, namespace, own_redis.url)
     flows.apply(flow_doc("paused", redis_prefix, two_children("paused"), connection=conn))
@@ -337,7 +346,8 @@ def test_redis_outage_while_following_a_flow_is_reported_and_recovers(
         flow = flows.wait_for(
             "paused",
             lambda f: condition(f, "Ready")["reason"] == "RedisUnavailable",
-            "a RedisUnavailable condition", timeout=60,
+            "a RedisUnavailable condition",
+            timeout=60,
         )
     own_workers = WorkerSet(own_redis.url, tmp_path)
     own_workers.start("python", ["paused"], redis_prefix)
@@ -353,11 +363,20 @@ def test_idempotency_key_makes_a_recreated_flow_the_same_run(
     operator, flows, workers, kubectl, namespace, redis_prefix, tmp_path
 ):
     exec_log = tmp_path / "executions.log"
-    workers.start("python", ["idem"], redis_prefix,
-                  processor="bullflow_worker.processors:count_executions",
-                  env={"BULLFLOW_EXEC_LOG": str(exec_log)})
-    manifest = flow_doc("nightly", redis_prefix, two_children("idem"),
-                        idempotencyKey="nightly-2026-11-28", ttlSecondsAfterFinished=1)
+    workers.start(
+        "python",
+        ["idem"],
+        redis_prefix,
+        processor="bullflow_worker.processors:count_executions",
+        env={"BULLFLOW_EXEC_LOG": str(exec_log)},
+    )
+    manifest = flow_doc(
+        "nightly",
+        redis_prefix,
+        two_children("idem"),
+        idempotencyKey="nightly-2026-11-28",
+        ttlSecondsAfterFinished=1,
+    )
     first = flows.apply(manifest)
     wait_for(lambda: len(_lines(exec_log)) == 3, 30, "the three jobs to run")
     kubectl("wait", "--for=delete", "flow/nightly", "-n", namespace, "--timeout=60s")  # TTL
@@ -366,17 +385,23 @@ def test_idempotency_key_makes_a_recreated_flow_the_same_run(
     del manifest["spec"]["ttlSecondsAfterFinished"]
     second = flows.apply(manifest)
     assert second["metadata"]["uid"] != first["metadata"]["uid"]
-    flow = flows.wait_for("nightly", lambda f: any(
-        c["type"] == "Restored" for c in (f.get("status") or {}).get("conditions", [])),
-        "a Restored condition", timeout=30)
+    flow = flows.wait_for(
+        "nightly",
+        lambda f: any(
+            c["type"] == "Restored" for c in (f.get("status") or {}).get("conditions", [])
+        ),
+        "a Restored condition",
+        timeout=30,
+    )
     assert flow["status"]["phase"] == "Completed"
     assert condition(flow, "Restored")["reason"] == "IdempotencyKey"
     assert first["metadata"]["uid"] in condition(flow, "Restored")["message"]
     time.sleep(1.0)
     assert len(_lines(exec_log)) == 3  # nothing ran twice
 
-    twin = flow_doc("nightly-twin", redis_prefix, two_children("idem"),
-                    idempotencyKey="nightly-2026-11-28")
+    twin = flow_doc(
+        "nightly-twin", redis_prefix, two_children("idem"), idempotencyKey="nightly-2026-11-28"
+    )
     flows.apply(twin)
     flow = flows.wait("nightly-twin", timeout=30)
     failed = condition(flow, "Failed")
@@ -387,18 +412,28 @@ def test_node_workers_count_as_workers(operator, flows, workers, redis_server, r
     workers.start("node", ["nw-delayed"], redis_prefix)
     node_name = f"{redis_prefix}:{base64.b64encode(b'nw-delayed').decode()}"
     r = redis_sync.Redis.from_url(redis_server.url, decode_responses=True)
-    wait_for(lambda: any(c["name"].startswith(node_name) for c in r.client_list()), 30,
-             "the Node worker to connect")
+    wait_for(
+        lambda: any(c["name"].startswith(node_name) for c in r.client_list()),
+        30,
+        "the Node worker to connect",
+    )
     r.close()
-    root = {"name": "parent", "queueName": "nw-parent", "children": [
-        {"name": "later", "queueName": "nw-delayed", "opts": {"delay": 600_000}}]}
+    root = {
+        "name": "parent",
+        "queueName": "nw-parent",
+        "children": [{"name": "later", "queueName": "nw-delayed", "opts": {"delay": 600_000}}],
+    }
     flows.apply(flow_doc("nodeseen", redis_prefix, root))
     flow = flows.wait_for(
         "nodeseen",
-        lambda f: any(c["type"] == "WorkersAvailable"
-                      for c in (f.get("status") or {}).get("conditions", [])),
-        "a WorkersAvailable condition", timeout=30,
+        lambda f: any(
+            c["type"] == "WorkersAvailable" for c in (f.get("status") or {}).get("conditions", [])
+        ),
+        "a WorkersAvailable condition",
+        timeout=30,
     )
     assert condition(flow, "WorkersAvailable")["status"] == "True", flow["status"]
     assert {n["name"]: n["state"] for n in flow["status"]["nodes"]} == {
-        "parent": "waiting-children", "later": "delayed"}
+        "parent": "waiting-children",
+        "later": "delayed",
+    }

@@ -115,15 +115,22 @@ def worker_supervisor(
         return argv
 
     return PodProcessSupervisor(
-        kubeconfig, namespace, selector,
+        kubeconfig,
+        namespace,
+        selector,
         extra_env={"PYTHONPATH": str(ROOT), **env},
         command_for_pod=command_for_pod,
-        log_dir=log_dir, cwd=ROOT, restart_on_exit=False,
+        log_dir=log_dir,
+        cwd=ROOT,
+        restart_on_exit=False,
     )
 
 
 def add_jobs(
-    redis_url: str, prefix: str, queue: str, jobs: list[tuple[str, dict[str, Any]]],
+    redis_url: str,
+    prefix: str,
+    queue: str,
+    jobs: list[tuple[str, dict[str, Any]]],
 ) -> None:
     """Add jobs (id, data) with Python bullmq, as any producer would."""
 

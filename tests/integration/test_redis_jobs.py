@@ -11,11 +11,19 @@ from bullflow.models.flow import FlowSpec
 from bullflow.services.flowtree import plan, to_flowproducer
 from bullflow.storage.redis_jobs import BullRedis, SubmissionRejected, marker_key
 
-SPEC = FlowSpec.model_validate({"root": {
-    "name": "parent", "queueName": "ra", "data": {"x": 1},
-    "children": [{"name": "c0", "queueName": "rb"}, {"name": "c1", "queueName": "rb",
-                                                     "opts": {"priority": 3}}],
-}})
+SPEC = FlowSpec.model_validate(
+    {
+        "root": {
+            "name": "parent",
+            "queueName": "ra",
+            "data": {"x": 1},
+            "children": [
+                {"name": "c0", "queueName": "rb"},
+                {"name": "c1", "queueName": "rb", "opts": {"priority": 3}},
+            ],
+        }
+    }
+)
 
 
 @pytest.fixture

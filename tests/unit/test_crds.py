@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import yaml
+
 from bullflow.crdgen import all_crds, render
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"

@@ -1,4 +1,5 @@
 import pytest
+
 from bullflow.models.flow import FlowSpec
 from bullflow.services.flowtree import (
     job_id,

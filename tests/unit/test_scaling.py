@@ -17,16 +17,22 @@ from bullflow.services.scaling import (
 
 
 def policy(**kw: int | None) -> Scaling:
-    return Scaling.model_validate({
-        "minReplicas": 0, "maxReplicas": 5, "jobsPerReplica": 10,
-        "scaleUpStabilizationSeconds": 0, "scaleDownStabilizationSeconds": 0,
-        **{k: v for k, v in kw.items()},
-    })
+    return Scaling.model_validate(
+        {
+            "minReplicas": 0,
+            "maxReplicas": 5,
+            "jobsPerReplica": 10,
+            "scaleUpStabilizationSeconds": 0,
+            "scaleDownStabilizationSeconds": 0,
+            **{k: v for k, v in kw.items()},
+        }
+    )
 
 
 def test_backlog_counts_what_a_worker_can_take_now() -> None:
-    c = QueueCounts(waiting=3, prioritized=2, delayed=10, delayed_due=4, active=5,
-                    waiting_children=7, paused=9)
+    c = QueueCounts(
+        waiting=3, prioritized=2, delayed=10, delayed_due=4, active=5, waiting_children=7, paused=9
+    )
     assert c.total == 3 + 2 + 4 + 5
     assert sum_counts([c, QueueCounts(waiting=1)]).total == c.total + 1
     assert sum_counts([]).total == 0
@@ -65,31 +71,47 @@ def test_recommend(
 # where each step's current replicas is the previous step's result.
 SCENARIOS = {
     "up at once, down at once without windows": (
-        {}, 0, [(0, 35, 4), (1, 0, 0), (2, 12, 2)],
+        {},
+        0,
+        [(0, 35, 4), (1, 0, 0), (2, 12, 2)],
     ),
     "down waits for the down window (max of window)": (
-        {"scaleDownStabilizationSeconds": 30}, 0,
-        [(0, 50, 5), (5, 0, 5), (20, 10, 5), (29, 0, 5), (34, 0, 5), (36, 0, 1), (58, 0, 1),
-         (60, 0, 0)],
+        {"scaleDownStabilizationSeconds": 30},
+        0,
+        [
+            (0, 50, 5),
+            (5, 0, 5),
+            (20, 10, 5),
+            (29, 0, 5),
+            (34, 0, 5),
+            (36, 0, 1),
+            (58, 0, 1),
+            (60, 0, 0),
+        ],
     ),
     "a burst inside the down window resets it": (
-        {"scaleDownStabilizationSeconds": 10}, 0,
+        {"scaleDownStabilizationSeconds": 10},
+        0,
         [(0, 20, 2), (5, 0, 2), (9, 20, 2), (15, 0, 2), (24, 0, 2), (25, 0, 0)],
     ),
     "up waits for the up window (min of window)": (
-        {"scaleUpStabilizationSeconds": 10}, 1,
+        {"scaleUpStabilizationSeconds": 10},
+        1,
         [(0, 10, 1), (3, 50, 1), (11, 50, 1), (14, 50, 5)],
     ),
     "up window: a dip resets it": (
-        {"scaleUpStabilizationSeconds": 5}, 0,
+        {"scaleUpStabilizationSeconds": 5},
+        0,
         [(0, 30, 0), (6, 30, 3), (7, 50, 3), (8, 0, 0), (9, 50, 0), (15, 50, 5)],
     ),
     "scale up is never delayed by the down window": (
-        {"scaleDownStabilizationSeconds": 300}, 1,
+        {"scaleDownStabilizationSeconds": 300},
+        1,
         [(0, 10, 1), (1, 40, 4), (2, 50, 5), (3, 0, 5)],
     ),
     "min and max still bound a stabilized decision": (
-        {"minReplicas": 1, "maxReplicas": 3, "scaleDownStabilizationSeconds": 5}, 0,
+        {"minReplicas": 1, "maxReplicas": 3, "scaleDownStabilizationSeconds": 5},
+        0,
         [(0, 0, 1), (1, 100, 3), (2, 0, 3), (7, 0, 1)],
     ),
 }

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from bullflow_worker.cli import parse_settings
 from bullflow_worker.config import redact_url, resolve_redis_url, validate_redis_url
 from bullflow_worker.errors import UsageError

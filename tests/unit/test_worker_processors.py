@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from bullflow_worker import processors
 
 pytestmark = pytest.mark.unit

@@ -29,10 +29,14 @@ def test_defaults() -> None:
         ({"queues": [], "worker": WORKER}, "at least 1"),
         ({"queues": ["a:b"], "worker": WORKER}, "pattern"),
         ({"queues": ["a"], "worker": {"processor": "nocolon"}}, "pattern"),
-        ({"queues": ["a"], "worker": WORKER, "scaling": {"minReplicas": 3, "maxReplicas": 2}},
-         "minReplicas must be <= scaling.maxReplicas"),
-        ({"queues": ["a"], "worker": WORKER, "scaling": {"fallbackReplicas": 11}},
-         "fallbackReplicas must be <= scaling.maxReplicas"),
+        (
+            {"queues": ["a"], "worker": WORKER, "scaling": {"minReplicas": 3, "maxReplicas": 2}},
+            "minReplicas must be <= scaling.maxReplicas",
+        ),
+        (
+            {"queues": ["a"], "worker": WORKER, "scaling": {"fallbackReplicas": 11}},
+            "fallbackReplicas must be <= scaling.maxReplicas",
+        ),
         ({"queues": ["a"], "worker": WORKER, "scaling": {"jobsPerReplica": 0}}, "greater than"),
         ({"queues": ["a"], "worker": WORKER, "replicas": 3}, "Extra inputs"),
     ],
@@ -47,7 +51,9 @@ def test_scale_target_ref() -> None:
     spec = WorkerPoolSpec.model_validate({"queues": ["a", "b"], "scaleTargetRef": {"name": "w"}})
     assert spec.scale_target_ref is not None
     assert (spec.scale_target_ref.kind, spec.scale_target_ref.api_version) == (
-        "Deployment", "apps/v1")
+        "Deployment",
+        "apps/v1",
+    )
 
 
 def test_crd_has_cel_defaults_columns_and_short_name() -> None:
@@ -57,7 +63,8 @@ def test_crd_has_cel_defaults_columns_and_short_name() -> None:
     version = crd["spec"]["versions"][0]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert [r["message"] for r in spec["x-kubernetes-validations"]] == [
-        "exactly one of worker (bullflow worker image) or scaleTargetRef is required"]
+        "exactly one of worker (bullflow worker image) or scaleTargetRef is required"
+    ]
     scaling = spec["properties"]["scaling"]
     assert scaling["default"]["maxReplicas"] == 10  # complete: CEL sees it as is
     assert scaling["properties"]["minReplicas"]["default"] == 0

@@ -62,7 +62,11 @@ def deployment_name(pool: str) -> str:
 
 
 def build_deployment(
-    namespace: str, name: str, uid: str, spec: WorkerPoolSpec, replicas: int,
+    namespace: str,
+    name: str,
+    uid: str,
+    spec: WorkerPoolSpec,
+    replicas: int,
     default_url: str | None,
 ) -> dict[str, Any]:
     """The owned Deployment running bullflow-worker (a pure function of the spec)."""
@@ -76,19 +80,26 @@ def build_deployment(
     }
     args = [a for q in spec.queues for a in ("--queue", q)]
     args += [
-        "--processor", worker.processor,
-        "--concurrency", str(worker.concurrency),
-        "--prefix", spec.prefix,
-        "--http-port", str(HTTP_PORT),
-        "--activity-key", activity_key(spec.prefix, "$(POD_NAMESPACE)", "$(POD_NAME)"),
-        "--log-format", "json",
+        "--processor",
+        worker.processor,
+        "--concurrency",
+        str(worker.concurrency),
+        "--prefix",
+        spec.prefix,
+        "--http-port",
+        str(HTTP_PORT),
+        "--activity-key",
+        activity_key(spec.prefix, "$(POD_NAMESPACE)", "$(POD_NAME)"),
+        "--log-format",
+        "json",
         *worker.args,
     ]
     if spec.connection is not None:
         url_env: dict[str, Any] = {
             "name": "BULLFLOW_REDIS_URL",
-            "valueFrom": {"secretKeyRef": {"name": spec.connection.name,
-                                           "key": spec.connection.key}},
+            "valueFrom": {
+                "secretKeyRef": {"name": spec.connection.name, "key": spec.connection.key}
+            },
         }
     else:
         # No Secret named: the operator's own default URL, as for Flows. Prefer a connection
@@ -107,10 +118,16 @@ def build_deployment(
         "args": args,
         "env": env,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
-                           "periodSeconds": 5, "failureThreshold": 2},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
-                          "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "securityContext": {"allowPrivilegeEscalation": False},
     }
     if worker.image_pull_policy:
@@ -142,10 +159,16 @@ def build_deployment(
             "name": deployment_name(name),
             "namespace": namespace,
             "labels": labels,
-            "ownerReferences": [{
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkerPool", "name": name,
-                "uid": uid, "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "WorkerPool",
+                    "name": name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": {
             "replicas": replicas,
@@ -203,8 +226,11 @@ class WorkerPoolController:
         wanted = set(queues)
         for state in self.pools.values():
             spec = state.spec
-            if spec and state.ref.namespace == namespace and spec.prefix == prefix and (
-                wanted & set(spec.queues)
+            if (
+                spec
+                and state.ref.namespace == namespace
+                and spec.prefix == prefix
+                and (wanted & set(spec.queues))
             ):
                 state.wake.set()
 
@@ -213,8 +239,12 @@ class WorkerPoolController:
         out: set[str] = set()
         for state in self.pools.values():
             spec = state.spec
-            if (spec and state.ref.namespace == namespace and spec.prefix == prefix
-                    and state.url == url):
+            if (
+                spec
+                and state.ref.namespace == namespace
+                and spec.prefix == prefix
+                and state.url == url
+            ):
                 out.update(spec.queues)
         return out
 
@@ -252,8 +282,14 @@ class WorkerPoolController:
                 except Exception as err:
                     log.exception("WorkerPool %s/%s: reconcile failed", ref.namespace, ref.name)
                     sleep = 5.0
-                    await self._safe_condition(state, body, "Ready", False, "ReconcileError",
-                                               f"{type(err).__name__}: {err}")
+                    await self._safe_condition(
+                        state,
+                        body,
+                        "Ready",
+                        False,
+                        "ReconcileError",
+                        f"{type(err).__name__}: {err}",
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(state.wake.wait(), timeout=sleep)
                 elapsed = time.monotonic() - started
@@ -274,7 +310,11 @@ class WorkerPoolController:
         except ValidationError as err:
             state.spec = None
             status.conditions = set_condition(
-                status.conditions, "Ready", False, "InvalidSpec", format_validation_error(err),
+                status.conditions,
+                "Ready",
+                False,
+                "InvalidSpec",
+                format_validation_error(err),
                 generation,
             )
             status.observed_generation = generation
@@ -295,15 +335,20 @@ class WorkerPoolController:
 
         # The workload.
         target_kind, target_name = (
-            ("Deployment", deployment_name(ref.name)) if spec.worker is not None
+            ("Deployment", deployment_name(ref.name))
+            if spec.worker is not None
             else (spec.scale_target_ref.kind, spec.scale_target_ref.name)  # type: ignore[union-attr]
         )
         status.target = f"{target_kind}/{target_name}"
         scale = await self.apps.scale(target_kind, ref.namespace, target_name)
         if scale is None and spec.worker is None:
             status.conditions = set_condition(
-                status.conditions, "Ready", False, "ScaleTargetNotFound",
-                f"{target_kind} {ref.namespace}/{target_name} does not exist", generation,
+                status.conditions,
+                "Ready",
+                False,
+                "ScaleTargetNotFound",
+                f"{target_kind} {ref.namespace}/{target_name} does not exist",
+                generation,
             )
             status.replicas = status.ready_replicas = None
             await self._patch(state, status)
@@ -318,8 +363,10 @@ class WorkerPoolController:
                 counts = sum_counts(await self._reader(conn).backlog(spec.prefix, spec.queues))
             except REDIS_ERRORS as err:
                 metrics.REDIS_ERRORS.labels("backlog").inc()
-                conn_error = ("RedisUnavailable",
-                              f"Redis at {_safe_url(conn.url)} is unreachable: {err}")
+                conn_error = (
+                    "RedisUnavailable",
+                    f"Redis at {_safe_url(conn.url)} is unreachable: {err}",
+                )
         now = time.monotonic()
         if counts is None:
             assert conn_error is not None
@@ -328,8 +375,11 @@ class WorkerPoolController:
                 state.redis_down_since = now
             state.stabilizer.reset()
             desired = fallback(current, policy)
-            how = (f"using fallbackReplicas {policy.fallback_replicas}"
-                   if policy.fallback_replicas is not None else f"keeping {current} replicas")
+            how = (
+                f"using fallbackReplicas {policy.fallback_replicas}"
+                if policy.fallback_replicas is not None
+                else f"keeping {current} replicas"
+            )
             status.conditions = set_condition(
                 status.conditions, "ScalingActive", False, reason, f"{message}; {how}", generation
             )
@@ -343,19 +393,31 @@ class WorkerPoolController:
             limited = decision.recommendation.limited
             limited_message = decision.recommendation.reason if limited else ""
             status.backlog = Backlog(
-                waiting=counts.waiting, prioritized=counts.prioritized, delayed=counts.delayed,
-                delayed_due=counts.delayed_due, active=counts.active,
-                waiting_children=counts.waiting_children, paused=counts.paused,
+                waiting=counts.waiting,
+                prioritized=counts.prioritized,
+                delayed=counts.delayed,
+                delayed_due=counts.delayed_due,
+                active=counts.active,
+                waiting_children=counts.waiting_children,
+                paused=counts.paused,
                 total=counts.total,
             )
             _export_backlog(ref, status.backlog)
             status.conditions = set_condition(
-                status.conditions, "ScalingActive", True, "BacklogRead",
-                f"backlog {counts.total} on {', '.join(spec.queues)}", generation,
+                status.conditions,
+                "ScalingActive",
+                True,
+                "BacklogRead",
+                f"backlog {counts.total} on {', '.join(spec.queues)}",
+                generation,
             )
         status.conditions = set_condition(
-            status.conditions, "ScalingLimited", limited is not None,
-            limited or "WithinBounds", limited_message, generation,
+            status.conditions,
+            "ScalingLimited",
+            limited is not None,
+            limited or "WithinBounds",
+            limited_message,
+            generation,
         )
         status.desired_replicas = desired
 
@@ -369,19 +431,31 @@ class WorkerPoolController:
         if desired != current:
             status.last_scale_time = now_rfc3339()
             status.last_scale_reason = f"{current} -> {desired}: {scale_reason}"
-            log.info("WorkerPool %s/%s: scale %s %s -> %s (%s)", ref.namespace, ref.name,
-                     status.target, current, desired, scale_reason)
+            log.info(
+                "WorkerPool %s/%s: scale %s %s -> %s (%s)",
+                ref.namespace,
+                ref.name,
+                status.target,
+                current,
+                desired,
+                scale_reason,
+            )
             await self.kube.event(
-                ref, "Normal", "ScaledUp" if desired > current else "ScaledDown",
+                ref,
+                "Normal",
+                "ScaledUp" if desired > current else "ScaledDown",
                 f"{status.target} {current} -> {desired}: {scale_reason}",
             )
         status.replicas = desired
         status.ready_replicas = scale.ready_replicas if scale is not None else 0
         ready = status.ready_replicas >= desired
         status.conditions = set_condition(
-            status.conditions, "Ready", ready,
+            status.conditions,
+            "Ready",
+            ready,
             "ReplicasReady" if ready else "ReplicasNotReady",
-            f"{status.ready_replicas}/{desired} replicas ready", generation,
+            f"{status.ready_replicas}/{desired} replicas ready",
+            generation,
         )
         _export_replicas(ref, current=desired, desired=desired, ready=status.ready_replicas)
         await self._patch(state, status, force=desired != current)
@@ -400,21 +474,39 @@ class WorkerPoolController:
         """Server-side apply the Deployment when it is missing, differs from what we applied
         (its generation moved: someone edited it), or needs other replicas."""
         ref = state.ref
-        body = build_deployment(ref.namespace, ref.name, ref.uid, spec, replicas,
-                                self.pool.default_url and check_url(self.pool.default_url))
+        body = build_deployment(
+            ref.namespace,
+            ref.name,
+            ref.uid,
+            spec,
+            replicas,
+            self.pool.default_url and check_url(self.pool.default_url),
+        )
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        if (scale is not None and digest == state.applied_hash
-                and scale.generation == state.applied_generation and scale.replicas == replicas):
+        if (
+            scale is not None
+            and digest == state.applied_hash
+            and scale.generation == state.applied_generation
+            and scale.replicas == replicas
+        ):
             return scale
-        edited = (scale is not None and state.applied_generation is not None
-                  and digest == state.applied_hash and scale.generation != state.applied_generation)
+        edited = (
+            scale is not None
+            and state.applied_generation is not None
+            and digest == state.applied_hash
+            and scale.generation != state.applied_generation
+        )
         await self.apps.apply_deployment(body)
         fresh = await self.apps.scale("Deployment", ref.namespace, deployment_name(ref.name))
         state.applied_hash = digest
         state.applied_generation = fresh.generation if fresh else None
         if edited and fresh is not None and fresh.generation != (scale and scale.generation):
-            await self.kube.event(ref, "Normal", "Reconciled",
-                                  f"Deployment {fresh.name} was edited; restored from the spec")
+            await self.kube.event(
+                ref,
+                "Normal",
+                "Reconciled",
+                f"Deployment {fresh.name} was edited; restored from the spec",
+            )
         return fresh
 
     async def _steer_deletion(
@@ -425,10 +517,14 @@ class WorkerPoolController:
         if conn is None or not scale.selector:
             return
         try:
-            pods = [p for p in await self.apps.pods(state.ref.namespace, scale.selector)
-                    if not p.deleting]
+            pods = [
+                p
+                for p in await self.apps.pods(state.ref.namespace, scale.selector)
+                if not p.deleting
+            ]
             active = await self._reader(conn).activity(
-                spec.prefix, state.ref.namespace, [p.name for p in pods])
+                spec.prefix, state.ref.namespace, [p.name for p in pods]
+            )
         except REDIS_ERRORS:
             return
         costs = deletion_costs(active, [p.name for p in pods])
@@ -481,8 +577,10 @@ class WorkerPoolController:
         if status == state.status and state.last_status_patch:
             return
         now = time.monotonic()
-        if not force and _same_but_backlog(status, state.status) and (
-            now - state.last_status_patch < STATUS_MIN_INTERVAL
+        if (
+            not force
+            and _same_but_backlog(status, state.status)
+            and (now - state.last_status_patch < STATUS_MIN_INTERVAL)
         ):
             return
         try:
@@ -498,8 +596,9 @@ class WorkerPoolController:
         self, state: PoolState, body: Any, type_: str, ok: bool, reason: str, message: str
     ) -> None:
         status = state.status.model_copy(deep=True)
-        status.conditions = set_condition(status.conditions, type_, ok, reason, message[:1000],
-                                          body["metadata"].get("generation"))
+        status.conditions = set_condition(
+            status.conditions, type_, ok, reason, message[:1000], body["metadata"].get("generation")
+        )
         with contextlib.suppress(Exception):
             await self._patch(state, status, force=True)
 

@@ -38,23 +38,33 @@ class Scaling(CamelModel):
         default=10, ge=1, le=1_000_000, description="Target backlog per replica."
     )
     activation_backlog: int = Field(
-        default=0, ge=0, le=1_000_000,
+        default=0,
+        ge=0,
+        le=1_000_000,
         description="From zero replicas, scale up only when the backlog exceeds this.",
     )
     scale_up_stabilization_seconds: int = Field(
-        default=0, ge=0, le=3600,
+        default=0,
+        ge=0,
+        le=3600,
         description="Scale up to the lowest recommendation of this window (0: at once).",
     )
     scale_down_stabilization_seconds: int = Field(
-        default=60, ge=0, le=3600,
+        default=60,
+        ge=0,
+        le=3600,
         description="Scale down to the highest recommendation of this window.",
     )
     poll_interval_seconds: int = Field(
-        default=5, ge=1, le=3600,
+        default=5,
+        ge=1,
+        le=3600,
         description="Backlog poll period; queue events wake the operator earlier.",
     )
     fallback_replicas: int | None = Field(
-        default=None, ge=0, le=1000,
+        default=None,
+        ge=0,
+        le=1000,
         description="Replicas while Redis is unreachable; unset keeps the current count.",
     )
 
@@ -71,12 +81,15 @@ class WorkerTemplate(CamelModel):
     """The bullflow worker image running a processor; the operator owns its Deployment."""
 
     processor: str = Field(
-        min_length=3, max_length=256, pattern=PROCESSOR_PATTERN,
+        min_length=3,
+        max_length=256,
+        pattern=PROCESSOR_PATTERN,
         description="module:function, sync or async, called with the job.",
     )
     concurrency: int = Field(default=1, ge=1, le=10_000, description="Jobs in parallel per queue.")
     image: str | None = Field(
-        default=None, max_length=512,
+        default=None,
+        max_length=512,
         description=f"Worker image; default {DEFAULT_IMAGE_REPO}:<operator version>.",
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
@@ -84,7 +97,9 @@ class WorkerTemplate(CamelModel):
         default_factory=list, max_length=64, description="Extra bullflow-worker arguments."
     )
     termination_grace_period_seconds: int = Field(
-        default=300, ge=1, le=86_400,
+        default=300,
+        ge=1,
+        le=86_400,
         description="Time a worker gets to finish its jobs after SIGTERM.",
     )
     env: list[dict[str, Any]] = Field(
@@ -133,7 +148,10 @@ class WorkerPoolSpec(CamelModel):
         min_length=1, max_length=50, description="Queue names these workers consume."
     )
     prefix: str = Field(
-        default="bull", min_length=1, max_length=64, pattern=PREFIX_PATTERN,
+        default="bull",
+        min_length=1,
+        max_length=64,
+        pattern=PREFIX_PATTERN,
         description="BullMQ key prefix.",
     )
     connection: SecretKeyRef | None = Field(
