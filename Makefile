@@ -40,7 +40,7 @@ tools: ## Build etcd, kube-apiserver & co, kwok and helm from source (cached in 
 	@bash hack/build-tools.sh
 
 .PHONY: test
-test: bootstrap ## Run every test tier (unit, integration, e2e) against real Redis and Kubernetes
+test: bootstrap lint ## Lint, then every test tier (unit, integration, e2e) against real Redis and Kubernetes
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 .PHONY: test-unit
