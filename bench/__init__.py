@@ -1,0 +1,1 @@
+"""bullflow benchmarks (`make bench`, `make bench-smoke`): see bullflow_bench."""
