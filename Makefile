@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export BULLFLOW_CACHE ?= $(HOME)/.cache/bullflow
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help
 help: ## List every target with a one-line description
@@ -54,6 +55,14 @@ test-integration: bootstrap ## Run the integration tests (real Redis + control p
 .PHONY: test-e2e
 test-e2e: bootstrap ## Run the end-to-end tests (operator + real workers)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: bootstrap ## Run the full benchmark suite; writes bench/results/<date>.json and .md
+	$(PY) -m bench.bullflow_bench $(BENCH_ARGS)
+
+.PHONY: bench-smoke
+bench-smoke: bootstrap ## A seconds-long run of every scenario, to keep the harness working
+	$(PY) -m bench.bullflow_bench --smoke $(BENCH_ARGS)
 
 .PHONY: lint
 lint: venv ## ruff + mypy
