@@ -10,6 +10,7 @@ token is the faithful way; kubectl's --as impersonation is used for the `auth ca
 
 from __future__ import annotations
 
+import collections
 import re
 import shutil
 import subprocess
@@ -26,11 +27,22 @@ from kubernetes import client
 
 from tests.e2e.flows import Flows, condition, load_example, nodes_by_name, queues_of
 from tests.e2e.operator_proc import OperatorProcess, WorkerSet
+from tests.e2e.workerpool_support import (
+    Pools,
+    job_counts,
+    pool_doc,
+    read_exec_log,
+    worker_supervisor,
+)
+from tests.e2e.workerpool_support import (
+    condition as pool_condition,
+)
 from tests.harness.cluster import LocalCluster
 from tests.harness.redis import RedisServer
 from tests.harness.tools import Tools
 
 ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = re.compile(r"\b403\b|[Ff]orbidden")
 CHART = ROOT / "charts" / "bullflow"
 RELEASE = "bf"
 CRDS = ("flows.bullflow.io", "workerpools.bullflow.io")
@@ -235,11 +247,172 @@ def test_rbac_is_sufficient_for_flows(
         # Events were written with the ServiceAccount's rights.
         events = kubectl("get", "events", "-n", release.watched, "-o", "yaml").stdout
         assert "bullflow-operator" in events and "failure-none" in events
-        log = operator.log_text()
-        forbidden = [line for line in log.splitlines() if re.search(r"\b403\b|[Ff]orbidden", line)]
-        assert not forbidden, "\n".join(forbidden[:20])
+        assert_no_forbidden(operator)
     finally:
         workers.stop()
+        operator.stop()
+
+
+def assert_no_forbidden(operator: OperatorProcess) -> None:
+    forbidden = [line for line in operator.log_text().splitlines() if FORBIDDEN.search(line)]
+    assert not forbidden, "\n".join(forbidden[:20])
+
+
+def test_rbac_is_sufficient_for_workerpools(
+    release: Release,
+    local_cluster: LocalCluster,
+    kubectl: Any,
+    kube_client: Any,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    redis_prefix: str,
+) -> None:
+    """A WorkerPool under the chart's identity: the operator creates the owned Deployment
+    (server-side apply), scales it 0 -> up -> 0 (pod-deletion-cost on the way down), watches it,
+    writes status and Events; and scales a user's StatefulSet through its scale subresource.
+    Real workers (one per Ready pod) run the Flow's jobs, each exactly once."""
+    kubeconfig = service_account_kubeconfig(release, kubectl, tmp_path / "sa.kubeconfig")
+    (tmp_path / "operator").mkdir()
+    operator = OperatorProcess(
+        kubeconfig, redis_server.url, tmp_path / "operator", namespaces=[release.watched]
+    )
+    pools = Pools(kube_client, kubectl, release.watched)
+    flows = Flows(kube_client, kubectl, release.watched)
+    exec_log = tmp_path / "executions.log"
+    queues = ["wp-parent", "wp-child"]
+    pools.apply(
+        pool_doc(
+            "chart-pool",
+            queues,
+            redis_prefix,
+            worker={"processor": "bullflow_worker.processors:count_executions", "concurrency": 2},
+            scaling={
+                "minReplicas": 0,
+                "maxReplicas": 3,
+                "jobsPerReplica": 2,
+                "scaleDownStabilizationSeconds": 2,
+                "pollIntervalSeconds": 1,
+            },
+        )
+    )
+    # A user's StatefulSet (Node.js workers, say), scaled through statefulsets/scale only.
+    kubectl(
+        "apply",
+        "-n",
+        release.watched,
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": "user-workers"},
+                "spec": {
+                    "replicas": 0,
+                    "serviceName": "user-workers",
+                    "selector": {"matchLabels": {"app": "user-workers"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "user-workers"}},
+                        "spec": {"containers": [{"name": "w", "image": "example/worker:1"}]},
+                    },
+                },
+            }
+        ),
+    )
+    pools.apply(
+        pool_doc(
+            "sts-pool",
+            ["wp-nobody"],
+            redis_prefix,
+            scaleTargetRef={"kind": "StatefulSet", "name": "user-workers"},
+            scaling={"minReplicas": 1, "maxReplicas": 2, "pollIntervalSeconds": 1},
+        )
+    )
+    children = [{"name": f"c{i}", "queueName": "wp-child", "data": {"i": i}} for i in range(8)]
+    flow = {
+        "apiVersion": "bullflow.io/v1alpha1",
+        "kind": "Flow",
+        "metadata": {"name": "pooled"},
+        "spec": {
+            "prefix": redis_prefix,
+            "root": {"name": "root", "queueName": "wp-parent", "children": children},
+        },
+    }
+    apps = client.AppsV1Api(kube_client)
+    operator.start()
+    try:
+        t0 = time.monotonic()
+        dep = "chart-pool-workers"
+        pools.wait_for("the owned Deployment at 0", lambda: pools.replicas(dep) == 0, 20)
+        created = time.monotonic() - t0
+        pools.wait_for(
+            "the StatefulSet scaled to 1",
+            lambda: (
+                apps.read_namespaced_stateful_set("user-workers", release.watched).spec.replicas
+                == 1
+            ),
+            20,
+        )
+        with worker_supervisor(
+            local_cluster.kubeconfig,
+            release.watched,
+            "bullflow.io/workerpool=chart-pool",
+            {"BULLFLOW_REDIS_URL": redis_server.url, "BULLFLOW_EXEC_LOG": str(exec_log)},
+            tmp_path / "pods",
+        ) as sup:
+            t1 = time.monotonic()
+            flows.apply(flow)
+            peak = 0
+
+            def scaled_up() -> bool:
+                nonlocal peak
+                peak = max(peak, pools.replicas(dep) or 0)
+                return peak >= 2
+
+            pools.wait_for("replicas going up", scaled_up, 15, every=0.05)
+            up = time.monotonic() - t1
+            done = flows.wait("pooled", timeout=40)
+            assert done["status"]["phase"] == "Completed", done["status"]
+            completed = time.monotonic() - t1
+            pools.wait_for("replicas back to 0", lambda: pools.replicas(dep) == 0, 30)
+            sup.wait_for_running(0, timeout=30)
+            back = time.monotonic() - t1
+        counts = collections.Counter(read_exec_log(exec_log))
+        assert len(counts) == 9 and max(counts.values()) == 1, counts
+        for queue, expected in (("wp-parent", 1), ("wp-child", 8)):
+            final = job_counts(redis_server.url, redis_prefix, queue)
+            assert final["completed"] == expected and final["failed"] == 0, (queue, final)
+        assert sup.exit_codes() and all(
+            code == 0 for codes in sup.exit_codes().values() for code in codes
+        ), sup.exit_codes()
+        status = pools.wait_status(
+            "chart-pool",
+            lambda s: s.get("replicas") == 0 and "-> 0" in s.get("lastScaleReason", ""),
+            "status at 0",
+            10,
+        )
+        assert pool_condition(status, "ScalingActive")["status"] == "True", status
+        sts = pools.get("sts-pool")["status"]
+        assert sts["target"] == "StatefulSet/user-workers" and sts["replicas"] == 1, sts
+        events = kubectl("get", "events", "-n", release.watched, "-o", "yaml").stdout
+        assert "ScaledUp" in events and "ScaledDown" in events
+        assert_no_forbidden(operator)
+        print(
+            f"\n[chart RBAC workerpool] Deployment created {created:.2f}s after start, "
+            f"{peak} replicas {up:.2f}s after the Flow, completed {completed:.2f}s, "
+            f"back to 0 {back:.2f}s"
+        )
+    finally:
+        # While the operator still runs: it removes its finalizers (and the Flow's jobs).
+        kubectl(
+            "delete",
+            "workerpool,flow,statefulset",
+            "--all",
+            "-n",
+            release.watched,
+            "--timeout=30s",
+            check=False,
+        )
         operator.stop()
 
 
@@ -253,6 +426,8 @@ def test_rbac_is_sufficient_for_flows(
         ("get", "secrets", "release", False),
         ("patch", "flows.bullflow.io", "watched", True),
         ("patch", "flows.bullflow.io/status", "watched", True),
+        ("patch", "workerpools.bullflow.io/status", "watched", True),
+        ("update", "flows.bullflow.io/status", "watched", False),
         ("delete", "flows.bullflow.io", "watched", True),
         ("create", "flows.bullflow.io", "watched", False),
         ("get", "flows.bullflow.io", "other", False),
@@ -260,10 +435,23 @@ def test_rbac_is_sufficient_for_flows(
         ("create", "events", "watched", True),
         ("create", "events", "other", False),
         ("create", "deployments.apps", "watched", True),
+        ("patch", "deployments.apps", "watched", True),
+        ("watch", "deployments.apps", "watched", True),
+        ("delete", "deployments.apps", "watched", False),
+        ("update", "deployments.apps", "watched", False),
         ("patch", "deployments.apps/scale", "watched", True),
         ("create", "deployments.apps", "other", False),
+        ("get", "statefulsets.apps", "watched", True),
+        ("patch", "statefulsets.apps", "watched", False),
+        ("patch", "statefulsets.apps/scale", "watched", True),
+        ("patch", "daemonsets.apps", "watched", False),
+        ("update", "workerpools.bullflow.io/finalizers", "watched", True),
+        ("delete", "workerpools.bullflow.io", "watched", False),
+        ("update", "flows.bullflow.io", "watched", False),
         ("delete", "pods", "watched", False),
+        ("list", "pods", "watched", True),
         ("patch", "pods", "watched", True),
+        ("patch", "events", "watched", False),
         ("create", "pods/exec", "watched", False),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster", True),
         ("update", "customresourcedefinitions.apiextensions.k8s.io", "cluster", False),
@@ -289,7 +477,12 @@ def test_rbac_is_not_excessive(
         "all": ["--all-namespaces"],
         "cluster": [],
     }[where]
-    proc = kubectl("auth", "can-i", verb, resource, *scope, f"--as={release.user}", check=False)
+    # `can-i patch deployments.apps/scale` would ask about a Deployment *named* scale.
+    resource, _, subresource = resource.partition("/")
+    sub = [f"--subresource={subresource}"] if subresource else []
+    proc = kubectl(
+        "auth", "can-i", verb, resource, *sub, *scope, f"--as={release.user}", check=False
+    )
     assert proc.stdout.strip() == ("yes" if allowed else "no"), (verb, resource, where, proc)
 
 
