@@ -24,6 +24,7 @@ from typing import Any
 
 from . import report, scenarios
 from .env import BenchEnv, machine_info
+from .profile import summarize_profile
 from .scenarios import SMOKE, Params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +50,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="results directory (default bench/results)",
     )
     parser.add_argument("--stem", default=None, help="file name stem (default: today's date)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record every operator with py-spy; summaries go into the results",
+    )
+    parser.add_argument(
+        "--operator-pythonpath",
+        default=None,
+        help="PYTHONPATH for the operator only: A/B runs of a patched copy of operator/",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -102,6 +113,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with BenchEnv(workdir) as env:
             results["versions"]["kubernetes"] = env.kube_version
+            env.operator_pythonpath = args.operator_pythonpath
+            if args.operator_pythonpath:
+                results["notes"].append(f"operator imported from {args.operator_pythonpath}")
+            if args.profile:
+                env.profile_dir = workdir / "profiles"
             for name in ORDER:
                 if name not in wanted:
                     continue
@@ -117,6 +133,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     sc = {"status": "error", "reason": f"{type(err).__name__}: {err}", "rows": []}
                     env.stop_operator()
                 sc["seconds"] = time.monotonic() - t0
+                if env.profile_dir is not None:
+                    key = {
+                        "write_back": "wb",
+                        "large_flow": "large",
+                        "many_flows": "many",
+                        "autoscaling": "as",
+                        "submission": "sub",
+                    }[name]
+                    sc["profile"] = summarize_profile(sorted(env.profile_dir.glob(f"{key}-*")))
                 results["scenarios"][name] = sc
                 print(
                     f"[bench] {name}: {sc['status']} in {sc['seconds']:.0f} s",

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -263,6 +264,9 @@ class BenchEnv:
         self.operator: OperatorProcess | None = None
         self.worker_sets: list[WorkerSet] = []
         self.kube_version = ""
+        self.operator_pythonpath: str | None = None  # A/B runs of a patched operator
+        self.profile_dir: Path | None = None  # set: py-spy records every operator process
+        self._profilers: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> BenchEnv:
         self.cluster.start()
@@ -310,20 +314,79 @@ class BenchEnv:
             self.workdir / "logs" / scenario,
             namespaces=[f"bench-{scenario}-*"],
             # The production default (the e2e tests use 5 s): 60 s between safety-net re-reads.
-            env={"BULLFLOW_RESYNC_INTERVAL_SECONDS": "60", **(env or {})},
+            env={
+                "BULLFLOW_RESYNC_INTERVAL_SECONDS": "60",
+                **({"PYTHONPATH": self.operator_pythonpath} if self.operator_pythonpath else {}),
+                **(env or {}),
+            },
         )
         self.operator.start()
+        self.profile(scenario)
         return self.operator
+
+    def profile(self, scenario: str) -> None:
+        """py-spy (sampling, no overhead in the operator) of the current operator process, as
+        collapsed stacks in <profile_dir>/<scenario>-<n>.txt, until it exits."""
+        if self.profile_dir is None:
+            return
+        pyspy = Path(sys.executable).with_name("py-spy")
+        if not pyspy.exists():
+            log.warning("py-spy is not installed in the venv: no profile")
+            return
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        out = self.profile_dir / f"{scenario}-{len(self._profilers)}.txt"
+        self._profilers.append(
+            subprocess.Popen(
+                [
+                    str(pyspy),
+                    "record",
+                    "--pid",
+                    str(self.operator_pid),
+                    "--rate",
+                    "97",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     def stop_operator(self) -> None:
         if self.operator:
             self.operator.stop()
             self.operator = None
+        for profiler in self._profilers:  # they end (and write) when their process exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(30)
 
     @property
     def operator_pid(self) -> int:
         assert self.operator and self.operator.proc and self.operator.proc.pid
         return self.operator.proc.pid
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        """CPU-seconds so far of every process in play: who competes for the 2 cores."""
+        pids = {**self.cluster.pids(), "bench (this process)": os.getpid()}
+        if self.redis.pid:
+            pids["redis-server"] = self.redis.pid
+        if self.operator and self.operator.proc and self.operator.proc.pid:
+            pids["operator"] = self.operator.proc.pid
+        out: dict[str, float] = {}
+        for name, pid in pids.items():
+            with contextlib.suppress(OSError):
+                out[name] = proc_cpu_seconds(pid)
+        return out
+
+    @staticmethod
+    def cpu_share(before: dict[str, float], after: dict[str, float], wall: float) -> dict:
+        """% of one core per process between two snapshots."""
+        return {
+            k: round(100.0 * (after[k] - before.get(k, 0.0)) / max(wall, 1e-9), 1) for k in after
+        }
 
     def metrics(self) -> dict[str, float]:
         assert self.operator
