@@ -7,11 +7,8 @@ and every job runs exactly once; when the active operator is SIGKILLed (no goodb
 peering object) the standby takes over once the dead peer's lifetime has run out.
 
 kopf pauses *every* operator that sees a live peer of the same priority, so HA needs distinct
-priorities, and the peering lifetime (kopf's default: 60 s) bounds the failover time. When
-`bullflow-operator` accepts `--priority` and `--peering-lifetime`, they are used; until then the
-operators are the real `bullflow.__main__.main` with the chart's flags, plus a kopf startup
-handler (registered before `main` runs) that sets `settings.peering.priority` and
-`settings.peering.lifetime` from the environment.
+priorities (the chart passes `--priority=random`; this test fixes them to know which is
+active), and `--peering-lifetime` bounds the failover time (kopf's default: 60 s).
 """
 
 from __future__ import annotations
@@ -42,30 +39,6 @@ LIFETIME = 10  # seconds; kopf's default is 60
 PROCESSOR = "bullflow_worker.processors:count_executions"
 QUEUES = ("ha-parent", "ha-child")
 
-# The real operator entry point, with peering priority/lifetime that the CLI cannot set (yet).
-LAUNCHER = """
-import os, sys
-import kopf
-
-@kopf.on.startup()
-async def _ha_peering(settings, **_):
-    settings.peering.priority = int(os.environ["HA_PEERING_PRIORITY"])
-    settings.peering.lifetime = int(os.environ["HA_PEERING_LIFETIME"])
-
-from bullflow.__main__ import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def cli_has_peering_flags() -> bool:
-    from bullflow.__main__ import parse_args
-
-    try:
-        parse_args(["--priority=1", "--peering-lifetime=10"])
-    except SystemExit:
-        return False
-    return True
-
 
 class PeeringOperator(OperatorProcess):
     """OperatorProcess without --standalone: `--peering NAME` + `--namespace`, as the chart."""
@@ -76,18 +49,12 @@ class PeeringOperator(OperatorProcess):
 
     def start(self) -> PeeringOperator:
         port = free_port()
-        if cli_has_peering_flags():
-            launch = [
-                "-m",
-                "bullflow",
-                f"--priority={self.priority}",
-                f"--peering-lifetime={LIFETIME}",
-            ]
-        else:
-            launch = ["-c", LAUNCHER]
         argv = [
             sys.executable,
-            *launch,
+            "-m",
+            "bullflow",
+            f"--priority={self.priority}",
+            f"--peering-lifetime={LIFETIME}",
             f"--peering={PEERING}",
             f"--liveness=http://127.0.0.1:{port}/healthz",
             f"--metrics-port={self.metrics_port}",
@@ -101,8 +68,6 @@ class PeeringOperator(OperatorProcess):
             "BULLFLOW_REDIS_URL": self.redis_url,
             "BULLFLOW_RESYNC_INTERVAL_SECONDS": "5",
             "POD_ID": self.identity,  # kopf's peer identity (the chart sets the pod name)
-            "HA_PEERING_PRIORITY": str(self.priority),
-            "HA_PEERING_LIFETIME": str(LIFETIME),
             **self.extra_env,
         }
         self.starts += 1
