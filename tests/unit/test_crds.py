@@ -42,4 +42,3 @@ def test_flow_crd_has_cel_rules_printer_columns_and_category():
     assert [c["name"] for c in version["additionalPrinterColumns"]][:2] == ["Phase", "Progress"]
     assert crd["spec"]["names"]["categories"] == ["bullflow"]
     assert version["subresources"] == {"status": {}}
-
