@@ -22,6 +22,7 @@ def summarize_profile(paths: list[Path], top: int = 15) -> dict[str, Any]:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     ours: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     for path in paths:
         if not path.exists():
             continue
@@ -41,6 +42,7 @@ def summarize_profile(paths: list[Path], top: int = 15) -> dict[str, Any]:
             mine = [f for f in frames if "bullflow/" in f]
             if mine:
                 ours[mine[-1]] += n
+            packages[_package(stack)] += n
 
     def pct(counter: Counter[str]) -> list[dict[str, Any]]:
         return [
@@ -53,4 +55,19 @@ def summarize_profile(paths: list[Path], top: int = 15) -> dict[str, Any]:
         "top_self": pct(own),
         "top_inclusive": pct(inclusive),
         "top_bullflow": pct(ours),
+        "by_package": pct(packages),
     }
+
+
+def _package(stack: str) -> str:
+    """Who the sample's CPU is for: the innermost frame of a third-party package or of bullflow
+    (everything above the standard library), else the innermost stdlib module."""
+    frames = [f for f in stack.split(";") if f.strip()]
+    for raw in reversed(frames):
+        if "site-packages/" in raw:
+            return raw.split("site-packages/", 1)[1].split("/", 1)[0].split(".py", 1)[0]
+        if "/bullflow/" in raw:
+            return "bullflow"
+    leaf = frames[-1] if frames else "?"
+    match = re.search(r"python3\.\d+/([\w]+)", leaf)
+    return f"stdlib {match.group(1)}" if match else "other"

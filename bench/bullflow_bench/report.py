@@ -87,7 +87,52 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"- {title}: {note}")
     for note in results.get("notes", []):
         lines.append(f"- {note}")
+    share = _cpu_share(results)
+    if share:
+        lines += [
+            "",
+            "CPU by process while the operator submits a burst (% of one core; "
+            "the machine has "
+            f"{m['cpus']} cores):",
+            "",
+        ]
+        lines += [
+            f"- {where}: " + ", ".join(f"{k} {v:g}%" for k, v in cpu.items())
+            for where, cpu in share
+        ]
+    for key, title in TITLES.items():
+        prof = results["scenarios"].get(key, {}).get("profile")
+        if not prof or not prof.get("samples"):
+            continue
+        lines += [
+            "",
+            f"Profile of the operator during {title} (py-spy, {prof['samples']} samples):",
+            "",
+            "| by package (innermost non-stdlib frame) | % | innermost bullflow frame | % "
+            "| innermost frame (self) | % |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for pkg, ours, own in zip(
+            prof.get("by_package", [])[:10],
+            prof["top_bullflow"][:10],
+            prof["top_self"][:10],
+            strict=False,
+        ):
+            lines.append(
+                f"| {pkg['frame']} | {pkg['percent']} | `{ours['frame']}` | {ours['percent']} "
+                f"| `{own['frame']}` | {own['percent']} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _cpu_share(results: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    out = []
+    for key in ("submission", "many_flows"):
+        for i, run in enumerate(results["scenarios"].get(key, {}).get("runs", [])):
+            cpu = run.get("cpu_percent_by_process_while_submitting")
+            if cpu:
+                out.append((f"{TITLES[key]}, run {i + 1}", cpu))
+    return out
 
 
 def summary(results: dict[str, Any]) -> str:
