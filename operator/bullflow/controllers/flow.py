@@ -251,17 +251,16 @@ class FlowController:
 
     async def refresh(self, flow: TrackedFlow) -> bool:
         """Re-read a tracked flow from Redis; patch its status if it changed. True if finished."""
+        previous = flow.status
         try:
             snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("read").inc()
             message = f"Redis at {_safe_url(flow.conn.url)} is unreachable: {err}"
-            await self._not_ready(
-                flow.ref, flow.status, flow.generation, "RedisUnavailable", message
-            )
+            await self._not_ready(flow.ref, previous, flow.generation, "RedisUnavailable", message)
             return False
         new = build_status(
-            flow.status,
+            previous,
             flow.jobs,
             snaps,
             generation=flow.generation,
@@ -272,9 +271,9 @@ class FlowController:
             new.conditions = await self._workers_condition(flow, new, snaps)
         else:  # a finished flow needs no workers: drop what would now be stale
             new.conditions = [c for c in new.conditions if c.type != "WorkersAvailable"]
-        if new == flow.status:
+        if new == previous:
             return False
-        previous, flow.status = flow.status, new
+        flow.status = new
         if not await self._patch(flow.ref, new, "progress"):
             return True  # the Flow is gone
         await self._emit_transitions(flow, previous, new)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from ..models.flow import FlowStatus
 from ..services.flowtree import PlannedJob, parse_job_id
@@ -24,21 +24,33 @@ from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, events_key
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class TrackedFlow:
     ref: ObjectRef
     conn: BullRedis
     prefix: str
     jobs: list[PlannedJob]
     generation: int | None
-    status: FlowStatus
+    initial_status: InitVar[FlowStatus]
     ttl_seconds: int | None = None
     token: str = ""  # what job ids derive from: the uid, or the idempotency key's digest
     keeps_outcome: bool = False  # record the final status in the marker (idempotencyKey)
     streams: list[str] = field(default_factory=list)
+    # The last written status as JSON: thousands of live flows stay cheap in memory (a parsed
+    # FlowStatus weighs several times more).
+    _status_json: bytes = b""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, initial_status: FlowStatus) -> None:
         self.token = self.token or self.ref.uid
+        self.status = initial_status
+
+    @property
+    def status(self) -> FlowStatus:
+        return FlowStatus.model_validate_json(self._status_json)
+
+    @status.setter
+    def status(self, value: FlowStatus) -> None:
+        self._status_json = value.model_dump_json(by_alias=True).encode()
 
 
 RefreshFn = Callable[[TrackedFlow], Awaitable[bool]]

@@ -16,7 +16,7 @@ FINISHED_PHASES = ("Completed", "Failed")
 TRUNCATED_MARK = "...(truncated)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSnapshot:
     """One job as read from Redis. `state` is BullMQ's getState answer ('unknown' if gone)."""
 

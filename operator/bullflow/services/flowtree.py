@@ -13,7 +13,7 @@ JOB_ID_PREFIX = "bf-"
 _JOB_ID = re.compile(r"^bf-(?P<token>[0-9a-f]{32}|[0-9a-f-]{36})-(?P<path>\d+(?:\.\d+)*)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedJob:
     """One node of the tree, flattened: where it is and which BullMQ job it becomes."""
 
