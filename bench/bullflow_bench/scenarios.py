@@ -593,12 +593,15 @@ async def many_flows(env: BenchEnv, prm: Params) -> dict[str, Any]:
                 processor=processor,
                 env=worker_env,
             )
+        wave_progress: list[tuple[float, int]] = []
         async with Sampler(env.operator_pid) as wave:
             t_wave = time.time()
+            tracker = asyncio.create_task(_progress(watcher, names_a, t_wave, wave_progress))
             await watcher.wait(
                 lambda: watcher.count_finished(names_a) >= half, 300 + n / 10, "wave A Completed"
             )
             wave_wall = time.time() - t_wave
+            tracker.cancel()
         env.stop_workers(ws_a)
 
         # Kill the operator, let wave B complete without it, restart, time the catch-up.
@@ -625,13 +628,16 @@ async def many_flows(env: BenchEnv, prm: Params) -> dict[str, Any]:
         t_restart = time.time()
         operator.start()
         env.profile("many-restart")
+        restart_progress: list[tuple[float, int]] = []
         async with Sampler(env.operator_pid) as catchup:
+            tracker = asyncio.create_task(_progress(watcher, names, t_restart, restart_progress))
             await watcher.wait(
                 lambda: watcher.count_finished(names) >= n,
                 600 + n / 10,
                 "every Flow Completed after the restart",
             )
         caught_up = time.time() - t_restart
+        tracker.cancel()
         await watcher.stop()
 
     executions = collections.Counter(exec_log.read_text().split()) if exec_log.exists() else {}
@@ -668,6 +674,8 @@ async def many_flows(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "duplicates": duplicates,
         "missing": missing,
         "cpu_s_per_1000_flows": cpu_per_1000,
+        "wave_a_progress": wave_progress,
+        "restart_progress": restart_progress,
     }
     rows = [
         row(
@@ -716,6 +724,16 @@ async def many_flows(env: BenchEnv, prm: Params) -> dict[str, Any]:
             "RSS = VmRSS of the operator process; CPU = utime+stime over the window.",
         ],
     }
+
+
+async def _progress(
+    watcher: FlowWatcher, names: list[str], t0: float, out: list[tuple[float, int]]
+) -> None:
+    """(seconds since t0, Flows finished) every second: shows whether the status follows the
+    jobs (events) or jumps at the resync."""
+    while True:
+        out.append((round(time.time() - t0, 1), watcher.count_finished(names)))
+        await asyncio.sleep(1.0)
 
 
 # -- 5. autoscaling --------------------------------------------------------------------------
