@@ -59,15 +59,40 @@ def summarize_profile(paths: list[Path], top: int = 15) -> dict[str, Any]:
     }
 
 
+THIRD_PARTY = (
+    "kopf",
+    "aiohttp",
+    "kubernetes_asyncio",
+    "redis",
+    "bullmq",
+    "pydantic",
+    "pydantic_core",
+    "prometheus_client",
+    "yarl",
+    "multidict",
+    "msgpack",
+    "yaml",
+    "pythonjsonlogger",
+    "iso8601",
+    "frozenlist",
+    "aiosignal",
+    "propcache",
+    "aiohappyeyeballs",
+    "certifi",
+    "semver",
+)
+
+
 def _package(stack: str) -> str:
-    """Who the sample's CPU is for: the innermost frame of a third-party package or of bullflow
-    (everything above the standard library), else the innermost stdlib module."""
+    """Who the sample's CPU is for: the innermost frame of bullflow or of a third-party package
+    (py-spy prints paths relative to sys.path: `kopf/_core/...`), else `stdlib <module>`."""
     frames = [f for f in stack.split(";") if f.strip()]
     for raw in reversed(frames):
-        if "site-packages/" in raw:
-            return raw.split("site-packages/", 1)[1].split("/", 1)[0].split(".py", 1)[0]
-        if "/bullflow/" in raw:
+        path = raw.rsplit("(", 1)[-1]
+        if "bullflow/" in path:
             return "bullflow"
-    leaf = frames[-1] if frames else "?"
-    match = re.search(r"python3\.\d+/([\w]+)", leaf)
-    return f"stdlib {match.group(1)}" if match else "other"
+        top = path.split("/", 1)[0]
+        if top in THIRD_PARTY:
+            return top
+    leaf = frames[-1].rsplit("(", 1)[-1] if frames else "?"
+    return "stdlib " + leaf.split("/", 1)[0].split(".py", 1)[0].split(":", 1)[0]
