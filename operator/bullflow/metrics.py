@@ -36,20 +36,34 @@ PHASES = ("Pending", "Submitted", "Running", "Completed", "Failed")
 
 
 class PhaseBook:
-    """Flow uid -> phase, exported as the bullflow_flows gauge."""
+    """Flow uid -> phase, exported as the bullflow_flows gauge.
+
+    Counts are kept incrementally: recounting every flow on each change made a completion wave
+    O(flows x changes) (~9 % of the operator's CPU with 10,000 live flows, measured by bench/).
+    """
 
     def __init__(self) -> None:
         self._phases: dict[str, str] = {}
+        self._counts: _Counter[str] = _Counter()
+        for phase in PHASES:  # every phase is exported from the start, 0 included
+            FLOWS_BY_PHASE.labels(phase).set(0)
 
     def set(self, uid: str, phase: str) -> None:
+        old = self._phases.get(uid)
+        if old == phase:
+            return
         self._phases[uid] = phase
-        self._export()
+        self._move(old, phase)
 
     def drop(self, uid: str) -> None:
-        self._phases.pop(uid, None)
-        self._export()
+        old = self._phases.pop(uid, None)
+        if old is not None:
+            self._move(old, None)
 
-    def _export(self) -> None:
-        counts = _Counter(self._phases.values())
-        for phase in PHASES:
-            FLOWS_BY_PHASE.labels(phase).set(counts.get(phase, 0))
+    def _move(self, old: str | None, new: str | None) -> None:
+        for phase, delta in ((old, -1), (new, 1)):
+            if phase is None:
+                continue
+            self._counts[phase] += delta
+            if phase in PHASES:
+                FLOWS_BY_PHASE.labels(phase).set(self._counts[phase])

@@ -13,3 +13,17 @@ def test_peering_priority_flag():
     assert peering_priority("7") == 7 and peering_priority(None) is None
     with pytest.raises(SystemExit, match="must be an integer or 'random'"):
         peering_priority("high")
+
+
+def test_phase_book_counts_flows_by_phase():
+    from bullflow.metrics import FLOWS_BY_PHASE, PhaseBook
+
+    book = PhaseBook()
+    book.set("a", "Running")
+    book.set("b", "Running")
+    book.set("a", "Completed")
+    book.set("a", "Completed")
+    book.drop("b")
+    book.drop("missing")
+    values = {p: FLOWS_BY_PHASE.labels(p)._value.get() for p in ("Running", "Completed")}
+    assert values == {"Running": 0, "Completed": 1}
