@@ -184,7 +184,10 @@ class FlowController:
             "jobs are waiting for workers",
             generation,
         )
-        await self._patch(ref, status, "submitted")
+        # No patch here: the tracker writes the first full status (states, counts) right after,
+        # one API write per flow instead of two. A crash before it is safe: the marker in Redis
+        # says the flow was submitted, and the next reconcile writes the status.
+        self.phases.set(ref.uid, status.phase)
         if fresh and self.on_submit is not None:
             self.on_submit(ref.namespace, spec.prefix, {j.queue for j in jobs})
         if fresh:
