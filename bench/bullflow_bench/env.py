@@ -305,6 +305,17 @@ class BenchEnv:
             raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr}{proc.stdout}")
         return proc.stdout
 
+    def namespaces(self, scenario: str, count: int) -> list[str]:
+        """Creates the scenario's namespaces up front: the operator starts watching them at
+        start-up instead of discovering them through its namespace glob (a namespace created
+        right after the operator started was sometimes never watched; see the bench report)."""
+        import uuid
+
+        names = [f"bench-{scenario}-{r}-{uuid.uuid4().hex[:6]}" for r in range(count)]
+        for name in names:
+            self.kubectl("create", "namespace", name)
+        return names
+
     def start_operator(self, scenario: str, env: dict[str, str] | None = None) -> OperatorProcess:
         """A fresh operator watching only `bench-<scenario>-*` namespaces."""
         self.stop_operator()

@@ -14,7 +14,6 @@ from typing import Any
 from .common import (
     added_ms_by_uid,
     create_flows,
-    create_namespace,
     flow_doc,
     hash_field,
     job_ids,
@@ -103,6 +102,7 @@ def row(
 
 async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
     n, conc = prm.sub_flows, prm.concurrency
+    spaces = env.namespaces("sub", prm.repeats)
     operator = env.start_operator("sub")
     runs: list[dict[str, Any]] = []
     lat_submit: list[float] = []
@@ -112,11 +112,10 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
     probe_submit: list[float] = []
     probe_redis: list[float] = []
     probe_uids: dict[str, float] = {}
-    async with kube_clients(env.cluster.kubeconfig) as (custom, core):
+    async with kube_clients(env.cluster.kubeconfig) as (custom, _core):
         for r in range(prm.repeats):
             sid = short_id()
-            ns, prefix = f"bench-sub-{r}-{sid}", f"bs{r}{sid}"
-            await create_namespace(core, ns)
+            ns, prefix = spaces[r], f"bs{r}{sid}"
             watcher = await FlowWatcher(custom, ns).start()
             # Unloaded latency first: flows created one at a time, each awaited.
             for i in range(prm.probe_flows):
@@ -323,14 +322,14 @@ def resource_cost(sub: dict[str, Any], many: dict[str, Any] | None) -> dict[str,
 
 async def write_back(env: BenchEnv, prm: Params) -> dict[str, Any]:
     n = prm.wb_flows
+    spaces = env.namespaces("wb", prm.repeats)
     env.start_operator("wb")
     latencies: list[float] = []
     runs: list[dict[str, Any]] = []
-    async with kube_clients(env.cluster.kubeconfig) as (custom, core):
+    async with kube_clients(env.cluster.kubeconfig) as (custom, _core):
         for r in range(prm.repeats):
             sid = short_id()
-            ns, prefix = f"bench-wb-{r}-{sid}", f"bw{r}{sid}"
-            await create_namespace(core, ns)
+            ns, prefix = spaces[r], f"bw{r}{sid}"
             watcher = await FlowWatcher(custom, ns).start()
             names = [f"w{i:04d}" for i in range(n)]
             patches0 = metric_sum(env.metrics(), "bullflow_status_patches_total")
@@ -440,13 +439,13 @@ async def write_back(env: BenchEnv, prm: Params) -> dict[str, Any]:
 
 async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
     k = prm.large_children
+    spaces = env.namespaces("large", prm.large_repeats)
     env.start_operator("large")
     runs: list[dict[str, Any]] = []
-    async with kube_clients(env.cluster.kubeconfig) as (custom, core):
+    async with kube_clients(env.cluster.kubeconfig) as (custom, _core):
         for r in range(prm.large_repeats):
             sid = short_id()
-            ns, prefix = f"bench-large-{r}-{sid}", f"bl{r}{sid}"
-            await create_namespace(core, ns)
+            ns, prefix = spaces[r], f"bl{r}{sid}"
             py = await python_flowproducer(
                 env.redis_url, f"{prefix}py", [tree("lp", "lc", k, "big-0")], 1
             )
@@ -553,13 +552,13 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
 async def many_flows(env: BenchEnv, prm: Params) -> dict[str, Any]:
     n = prm.many_flows
     half = n // 2
+    spaces = env.namespaces("many", 1)
     operator = env.start_operator("many")
     sid = short_id()
-    ns, prefix = f"bench-many-{sid}", f"bm{sid}"
+    ns, prefix = spaces[0], f"bm{sid}"
     exec_log = env.workdir / f"exec-many-{sid}.log"
     result: dict[str, Any] = {}
-    async with kube_clients(env.cluster.kubeconfig) as (custom, core):
-        await create_namespace(core, ns)
+    async with kube_clients(env.cluster.kubeconfig) as (custom, _core):
         watcher = await FlowWatcher(custom, ns).start()
         async with Sampler(env.operator_pid) as empty:
             await asyncio.sleep(min(3.0, prm.idle_seconds))
@@ -749,8 +748,6 @@ KEDA = {
 def autoscaling(env: BenchEnv, prm: Params) -> dict[str, Any]:
     """Burst of jobs into an empty queue served by a WorkerPool at 0 replicas (sync code)."""
     try:
-        from kubernetes import client
-
         from tests.e2e.workerpool_support import (
             Pools,
             add_jobs,
@@ -760,15 +757,14 @@ def autoscaling(env: BenchEnv, prm: Params) -> dict[str, Any]:
         )
     except ImportError as err:
         return {"status": "skipped", "reason": f"WorkerPool support missing: {err}", "rows": []}
+    spaces = env.namespaces("as", prm.as_repeats)
     env.start_operator("as")
     api = env.cluster.api_client()
     runs: list[dict[str, Any]] = []
     try:
-        core = client.CoreV1Api(api)
         for r in range(prm.as_repeats):
             sid = short_id()
-            ns, prefix = f"bench-as-{r}-{sid}", f"ba{r}{sid}"
-            core.create_namespace({"metadata": {"name": ns}})
+            ns, prefix = spaces[r], f"ba{r}{sid}"
             pools = Pools(api, lambda *a, **k: _kubectl(env, *a, **k), ns)
             exec_log = env.workdir / f"exec-as-{sid}.log"
             pools.apply(

@@ -65,10 +65,10 @@ def test_bench_smoke_writes_every_scenario_with_numbers(tmp_path: Path) -> None:
         assert scenario["metrics"], name
 
     # Both baselines ran in the same run, and the ratios came out.
-    submission = {r["metric"]: r for r in results["scenarios"]["submission"]["rows"]}
-    first = next(iter(submission.values()))
-    assert _is_number(first["baseline_python"]) and _is_number(first["baseline_node"])
-    assert _is_number(first["ratio"])
+    compared = [r for r in results["scenarios"]["submission"]["rows"] if r["ratio"] is not None]
+    assert compared, results["scenarios"]["submission"]["rows"]
+    for row in compared:
+        assert _is_number(row["baseline_python"]) and _is_number(row["baseline_node"]), row
     many = results["scenarios"]["many_flows"]["runs"][0]
     assert many["executions"] == many["expected_jobs"]
     assert many["duplicates"] == 0 and many["missing"] == 0
