@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "kubernetes": None,
             "operator": version("bullflow"),
         },
+        "git": _git_head(),
         "scenarios": {},
         "notes": [],
     }
@@ -159,6 +160,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["machine"]["load_avg_end"] = list(os.getloadavg())
     results["total_seconds"] = time.monotonic() - start
     return results
+
+
+def _git_head() -> str:
+    """The commit measured (+dirty when operator/ has local changes)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return proc.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    return head + ("+dirty" if git("status", "--porcelain", "operator") else "")
 
 
 def main(argv: list[str] | None = None) -> int:

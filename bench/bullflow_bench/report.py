@@ -61,6 +61,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{', '.join(f'{x:.2f}' for x in m['load_avg_start'])}, at end "
         f"{', '.join(f'{x:.2f}' for x in m['load_avg_end'])}. "
         f"Total {results['total_seconds']:.0f} s. Kubernetes {results['versions']['kubernetes']},"
+        f" operator at commit {results.get('git', '?')},"
         f" Python bullmq {results['versions']['python_bullmq']}, Node bullmq "
         f"{results['versions']['node_bullmq']}.",
         "",
