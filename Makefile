@@ -66,14 +66,14 @@ bench-smoke: bootstrap ## A seconds-long run of every scenario, to keep the harn
 
 .PHONY: lint
 lint: venv ## ruff + mypy
-	$(VENV)/bin/ruff check operator tests worker-image hack
-	$(VENV)/bin/ruff format --check operator tests worker-image hack
+	$(VENV)/bin/ruff check operator tests worker-image hack bench
+	$(VENV)/bin/ruff format --check operator tests worker-image hack bench
 	$(VENV)/bin/mypy operator/bullflow worker-image/bullflow_worker
 
 .PHONY: fmt
 fmt: venv ## Format the code with ruff
-	$(VENV)/bin/ruff format operator tests worker-image hack
-	$(VENV)/bin/ruff check --fix operator tests worker-image hack
+	$(VENV)/bin/ruff format operator tests worker-image hack bench
+	$(VENV)/bin/ruff check --fix operator tests worker-image hack bench
 
 .PHONY: crds
 crds: venv ## Regenerate crds/ from the pydantic models
