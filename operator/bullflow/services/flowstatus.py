@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from ..models.common import Condition
-from ..models.flow import FlowStatus, NodeStatus, Phase
+from ..models.flow import FlowStatus, NodeState, NodeStatus, Phase
 from .conditions import set_condition
 from .flowtree import PlannedJob
 
@@ -169,15 +169,7 @@ def node_status(job: PlannedJob, snap: JobSnapshot | None, limits: StatusLimits)
     )
 
 
-_NODE_STATES = {
-    "waiting",
-    "delayed",
-    "prioritized",
-    "active",
-    "waiting-children",
-    "completed",
-    "failed",
-}
+_NODE_STATES = set(get_args(NodeState))
 _LISTED_WHEN_LARGE = ("failed", "active")
 
 
