@@ -309,13 +309,25 @@ def test_notes(harness_tools: Tools, local_cluster: Any) -> None:
         kc,
         "--set",
         "redis.inCluster.enabled=true",
+        # CRDs may already belong to a release installed by the e2e chart tests.
+        "--set",
+        "crds.install=false",
         "--namespace",
         "ops",
     ).stdout
     assert "It is for trying bullflow out only: do not use it in production." in notes
     assert "kubectl -n ops rollout status deployment/bf-bullflow" in notes
     assert "kubectl bullflow tree basic -n default" in notes
-    bare = helm(harness_tools, "install", "bf", str(CHART), "--dry-run=server", kc).stdout
+    bare = helm(
+        harness_tools,
+        "install",
+        "bf",
+        str(CHART),
+        "--dry-run=server",
+        kc,
+        "--set",
+        "crds.install=false",
+    ).stdout
     assert "no default Redis is configured" in bare
 
 
