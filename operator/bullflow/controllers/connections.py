@@ -27,6 +27,13 @@ def check_url(url: str) -> str:
     return url
 
 
+def redacted_url(url: str) -> str:
+    """The URL without credentials, path or query: safe in conditions, Events and logs."""
+    parsed = urlparse(url)
+    host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")
+    return f"{parsed.scheme}://{host}"
+
+
 class RedisPool:
     """One BullRedis per URL, shared by every resource that uses it."""
 

@@ -32,7 +32,7 @@ from ..services.flowtree import (
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.queues import queues_without_workers
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
-from .connections import ConnectionError_, RedisPool
+from .connections import ConnectionError_, RedisPool, redacted_url
 from .tracker import FlowTracker, TrackedFlow
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class FlowController:
             except REDIS_ERRORS as err:
                 metrics.REDIS_ERRORS.labels("submit").inc()
                 metrics.SUBMISSIONS.labels("error").inc()
-                message = f"Redis at {_safe_url(conn.url)} is unreachable: {err}"
+                message = f"Redis at {redacted_url(conn.url)} is unreachable: {err}"
                 await self._not_ready(ref, status, generation, "RedisUnavailable", message)
                 raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
         await self.tracker.track(
@@ -259,7 +259,7 @@ class FlowController:
             snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("read").inc()
-            message = f"Redis at {_safe_url(flow.conn.url)} is unreachable: {err}"
+            message = f"Redis at {redacted_url(flow.conn.url)} is unreachable: {err}"
             await self._not_ready(flow.ref, previous, flow.generation, "RedisUnavailable", message)
             return False
         new = build_status(
@@ -496,12 +496,3 @@ def _owner_of_token(flow: TrackedFlow | None, ref: ObjectRef) -> bool:
 
 def _wire(status: FlowStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, mode="json", exclude_none=True)
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")
-    return f"{parsed.scheme}://{host}"

@@ -19,7 +19,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -39,7 +38,7 @@ from ..storage.kube import KubeApi, ObjectRef
 from ..storage.kube_apps import KubeApps, ScaleState
 from ..storage.queues import QueueReader, activity_key, queues_without_workers
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
-from .connections import ConnectionError_, RedisPool, check_url
+from .connections import ConnectionError_, RedisPool, check_url, redacted_url
 from .flow import format_validation_error
 
 log = logging.getLogger(__name__)
@@ -48,13 +47,6 @@ MIN_TURN_SECONDS = 0.2
 STATUS_MIN_INTERVAL = 1.0
 EVENT_BLOCK_MS = 1000
 HTTP_PORT = 8080
-
-
-def _safe_url(url: str) -> str:
-    """The URL without credentials, for messages."""
-    parsed = urlparse(url)
-    host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")
-    return f"{parsed.scheme}://{host}"
 
 
 def deployment_name(pool: str) -> str:
@@ -365,7 +357,7 @@ class WorkerPoolController:
                 metrics.REDIS_ERRORS.labels("backlog").inc()
                 conn_error = (
                     "RedisUnavailable",
-                    f"Redis at {_safe_url(conn.url)} is unreachable: {err}",
+                    f"Redis at {redacted_url(conn.url)} is unreachable: {err}",
                 )
         now = time.monotonic()
         if counts is None:
