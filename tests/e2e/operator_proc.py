@@ -33,13 +33,19 @@ class OperatorProcess:
         self.starts = 0
         self.metrics_port = free_port()
 
+    name = "operator"
+
+    def mode_args(self) -> list[str]:
+        """How this operator coexists with others; subclasses run with kopf peering."""
+        return ["--standalone"]
+
     def start(self) -> OperatorProcess:
         port = free_port()
         argv = [
             sys.executable,
             "-m",
             "bullflow",
-            "--standalone",
+            *self.mode_args(),
             f"--liveness=http://127.0.0.1:{port}/healthz",
             f"--metrics-port={self.metrics_port}",
         ]
@@ -53,7 +59,7 @@ class OperatorProcess:
         }
         self.starts += 1
         self.proc = ManagedProcess(
-            f"operator-{self.starts}",
+            f"{self.name}-{self.starts}",
             argv,
             self.log_dir / f"operator-{self.starts}.log",
             env=env,
@@ -63,7 +69,7 @@ class OperatorProcess:
         wait_for(
             lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),
             60,
-            "the operator's liveness endpoint",
+            f"{self.name}'s liveness endpoint",
             check=self.proc.check_running,
         )
         return self

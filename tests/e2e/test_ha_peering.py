@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,9 +26,9 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.flows import Flows
-from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet, _http_ok
+from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet
 from tests.harness.cluster import LocalCluster
-from tests.harness.process import ManagedProcess, free_port, wait_for
+from tests.harness.process import wait_for
 from tests.harness.redis import RedisServer
 
 PEERING_CRDS = ROOT / "charts" / "bullflow" / "crds" / "kopf-peerings.yaml"
@@ -44,48 +42,19 @@ class PeeringOperator(OperatorProcess):
     """OperatorProcess without --standalone: `--peering NAME` + `--namespace`, as the chart."""
 
     def __init__(self, *args: Any, identity: str, priority: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.identity, self.priority = identity, priority
+        env = {**kwargs.pop("env", {}), "POD_ID": identity}  # kopf's peer id (the pod name)
+        super().__init__(*args, env=env, **kwargs)
+        self.identity = self.name = identity
+        self.priority = priority
 
-    def start(self) -> PeeringOperator:
-        port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "bullflow",
+    def mode_args(self) -> list[str]:
+        return [
             f"--priority={self.priority}",
             f"--peering-lifetime={LIFETIME}",
             f"--peering={PEERING}",
-            f"--liveness=http://127.0.0.1:{port}/healthz",
-            f"--metrics-port={self.metrics_port}",
             "--log-format=json",  # the chart's default
             "--verbose",
-            *[f"--namespace={ns}" for ns in self.namespaces],
         ]
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "BULLFLOW_REDIS_URL": self.redis_url,
-            "BULLFLOW_RESYNC_INTERVAL_SECONDS": "5",
-            "POD_ID": self.identity,  # kopf's peer identity (the chart sets the pod name)
-            **self.extra_env,
-        }
-        self.starts += 1
-        self.proc = ManagedProcess(
-            f"{self.identity}-{self.starts}",
-            argv,
-            self.log_dir / f"operator-{self.starts}.log",
-            env=env,
-            cwd=ROOT,
-        )
-        self.proc.start()
-        wait_for(
-            lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),
-            60,
-            f"{self.identity}'s liveness endpoint",
-            check=self.proc.check_running,
-        )
-        return self
 
     def wait_log(self, pattern: str, timeout: float) -> float:
         """Seconds until `pattern` shows in the log."""
