@@ -31,7 +31,11 @@ def queues_of(doc: dict[str, Any]) -> set[str]:
     return queues
 
 
-class Flows:
+class BullflowObjects:
+    """bullflow objects of one kind in one namespace: applied with kubectl, read via the API."""
+
+    plural = ""
+
     def __init__(self, api: client.ApiClient, kubectl: Any, namespace: str) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.kubectl = kubectl
@@ -43,20 +47,22 @@ class Flows:
 
     def get(self, name: str) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-            GROUP, VERSION, self.namespace, "flows", name
+            GROUP, VERSION, self.namespace, self.plural, name
         )
+
+
+class Flows(BullflowObjects):
+    plural = "flows"
 
     def wait(
         self, name: str, phases: tuple[str, ...] = ("Completed", "Failed"), timeout: float = 60
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        flow: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            flow = self.get(name)
-            if flow.get("status", {}).get("phase") in phases:
-                return flow
-            time.sleep(0.2)
-        raise AssertionError(f"flow {name} not in {phases} after {timeout}s: {flow.get('status')}")
+        return self.wait_for(
+            name,
+            lambda f: (f.get("status") or {}).get("phase") in phases,
+            f"a phase in {phases}",
+            timeout,
+        )
 
     def wait_for(self, name: str, predicate: Any, what: str, timeout: float = 60) -> dict:
         deadline = time.monotonic() + timeout

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from bullmq import Queue
 from kubernetes import client
 
 from bullflow import GROUP, VERSION
+from tests.e2e.flows import BullflowObjects
 from tests.e2e.operator_proc import ROOT
 from tests.harness.pods import PodProcessSupervisor, _container_env, _expand
 
@@ -29,22 +29,13 @@ def pool_doc(name: str, queues: Sequence[str], prefix: str, **spec: Any) -> dict
     }
 
 
-class Pools:
+class Pools(BullflowObjects):
+    plural = "workerpools"
+
     def __init__(self, api: client.ApiClient, kubectl: Any, namespace: str) -> None:
-        self.custom = client.CustomObjectsApi(api)
+        super().__init__(api, kubectl, namespace)
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
-        self.kubectl = kubectl
-        self.namespace = namespace
-
-    def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
-        self.kubectl("apply", "-n", self.namespace, "-f", "-", input=yaml.safe_dump(doc))
-        return self.get(doc["metadata"]["name"])
-
-    def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
-            GROUP, VERSION, self.namespace, "workerpools", name
-        )
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
