@@ -24,6 +24,7 @@ from .common import (
     zcard,
 )
 from .env import ROOT, BenchEnv, FlowWatcher, Sampler, kube_clients, metric_sum, proc_cpu_seconds
+from .floor import creates_alone, ideal_operator
 from .stats import ratio, summarize
 
 PY_ENV = {"PYTHONPATH": str(ROOT)}
@@ -103,6 +104,7 @@ def row(
 async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
     n, conc = prm.sub_flows, prm.concurrency
     spaces = env.namespaces("sub", prm.repeats)
+    floors = await api_floor(env, prm)
     operator = env.start_operator("sub")
     runs: list[dict[str, Any]] = []
     lat_submit: list[float] = []
@@ -223,7 +225,10 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "creates_wall_s": over_runs("creates_wall_s"),
         "submitted_wall_s": over_runs("submitted_wall_s"),
         "cpu_s_per_1000_flows": over_runs("cpu_s_per_1000_flows"),
+        "floor_creates_alone_wall_s": summarize(f["creates_alone_wall_s"] for f in floors),
+        "floor_ideal_operator_ratio": summarize(f["ratio"] for f in floors),
     }
+    floor_ratio = metrics["floor_ideal_operator_ratio"]["p50"]
     rows = [
         row(
             "one at a time: apply → in Redis p50",
@@ -273,6 +278,22 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
             target="≤ 1.2x",
             met=pace["p50"] <= 1.2,
         ),
+        row(
+            "floor: same, stand-in operator doing only 1 status write per Flow",
+            floor_ratio,
+            "x",
+        ),
+        row(
+            "… bullflow above that floor",
+            pace["p50"] / floor_ratio,
+            "x",
+        ),
+        row("creates took, bullflow running", metrics["creates_wall_s"]["p50"], "s"),
+        row(
+            "creates took, nothing reacting",
+            metrics["floor_creates_alone_wall_s"]["p50"],
+            "s",
+        ),
     ]
     notes = [
         f"{n} Flows (1 parent + 2 children) per run, {prm.repeats} run(s), {conc} concurrent "
@@ -281,6 +302,9 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "concurrency, the operator's is create request sent → status.submittedAt seen).",
         "apply → in Redis: the earliest `added` event id (Redis clock, ms) of the Flow's jobs in "
         "`<prefix>:child:events` minus the client's create time (same host clock).",
+        "floor: the same creates with no bullflow, and a stand-in operator with no logic and "
+        "no Redis that answers each ADDED watch event with one status write "
+        f"({conc} in flight): the API server's share of the ratio on this machine.",
     ]
     return {
         "status": "ok",
@@ -291,6 +315,24 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "notes": notes,
         "cost": {"cpu_s_per_1000_flows": metrics["cpu_s_per_1000_flows"]},
     }
+
+
+async def api_floor(env: BenchEnv, prm: Params) -> list[dict[str, float]]:
+    """Scenario 1's reference runs without bullflow (see floor.py), in namespaces no operator
+    watches."""
+    out = []
+    spaces = env.namespaces("floor", 2 * prm.repeats)
+    async with kube_clients(env.cluster.kubeconfig) as (custom, _core):
+        for r in range(prm.repeats):
+            prefix = f"fl{r}{short_id()}"
+            docs = [
+                flow_doc(f"f{i:05d}", prefix, tree("parent", "child", 2))
+                for i in range(prm.sub_flows)
+            ]
+            alone = await creates_alone(custom, spaces[2 * r], docs, prm.concurrency)
+            ideal = await ideal_operator(custom, spaces[2 * r + 1], docs, prm.concurrency)
+            out.append({"creates_alone_wall_s": alone, **ideal})
+    return out
 
 
 def resource_cost(sub: dict[str, Any], many: dict[str, Any] | None) -> dict[str, Any]:

@@ -169,7 +169,8 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
-                "--profiling=false",
+                # /debug/pprof for `make bench --profile` runs (BULLFLOW_APISERVER_PROFILING=1).
+                f"--profiling={os.environ.get('BULLFLOW_APISERVER_PROFILING') == '1'}".lower(),
                 "--v=1",
             ],
         )

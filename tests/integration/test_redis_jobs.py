@@ -69,3 +69,34 @@ async def test_a_child_owned_by_another_parent_is_a_rejection_not_silence(conn, 
     trees[0]["children"][0]["opts"]["jobId"] = f"bf-{uid}-0.0"  # steal a live child's id
     with pytest.raises(SubmissionRejected, match="BullMQ refused 1 job"):
         await conn.submit(redis_prefix, trees, other, {"uid": other})
+
+
+async def test_initial_states_match_what_bullmq_scripts_really_did(conn, redis_prefix):
+    """flowstatus.just_submitted (the first status, written without reading back) says what a
+    read of the fresh jobs says."""
+    from bullflow.services.flowstatus import just_submitted
+
+    spec = FlowSpec.model_validate(
+        {
+            "root": {
+                "name": "p",
+                "queueName": "ia",
+                "children": [
+                    {"name": "w", "queueName": "ib"},
+                    {"name": "d", "queueName": "ib", "opts": {"delay": 60000, "priority": 2}},
+                    {"name": "pr", "queueName": "ib", "opts": {"priority": 5}},
+                    {
+                        "name": "m",
+                        "queueName": "ia",
+                        "children": [{"name": "l", "queueName": "ib"}],
+                    },
+                ],
+            }
+        }
+    )
+    uid = str(uuid.uuid4())
+    jobs = plan(spec, uid)
+    assert await conn.submit(redis_prefix, to_flowproducer(spec, uid), uid, {"uid": uid})
+    read = await conn.snapshots(redis_prefix, jobs)
+    assumed = just_submitted(jobs)
+    assert {k: v.state for k, v in read.items()} == {k: v.state for k, v in assumed.items()}

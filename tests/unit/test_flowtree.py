@@ -154,3 +154,41 @@ def test_idempotency_key_tokens_are_stable_per_namespace_and_parse_back():
     assert token != flow_token(UID, "team-b", "nightly-2026-11-28")
     assert flow_token(UID, "team-a", None) == UID
     assert parse_job_id(job_id(token, "0.3")) == (token, "0.3")
+
+
+def test_initial_states_are_where_bullmq_add_scripts_put_new_jobs():
+    from bullflow.services.flowstatus import just_submitted
+
+    spec = FlowSpec.model_validate(
+        {
+            "root": {
+                "name": "p",
+                "queueName": "q",
+                "children": [
+                    {"name": "plain", "queueName": "q"},
+                    {"name": "later", "queueName": "q", "opts": {"delay": 1000, "priority": 2}},
+                    {"name": "urgent", "queueName": "q", "opts": {"priority": 1}},
+                    {"name": "zero", "queueName": "q", "opts": {"priority": 0, "delay": 0}},
+                    {
+                        "name": "mid",
+                        "queueName": "q",
+                        "children": [{"name": "leaf", "queueName": "q"}],
+                    },
+                ],
+            }
+        }
+    )
+    jobs = plan(spec, "a" * 32)
+    states = {j.name: j.initial_state for j in jobs}
+    assert states == {
+        "p": "waiting-children",
+        "plain": "waiting",
+        "later": "delayed",
+        "urgent": "prioritized",
+        "zero": "waiting",
+        "mid": "waiting-children",
+        "leaf": "waiting",
+    }
+    snaps = just_submitted(jobs)
+    assert {snaps[j.job_id].state for j in jobs} == set(states.values())
+    assert all(s.attempts_made == 0 and s.return_value is None for s in snaps.values())

@@ -21,7 +21,13 @@ from ..config import Settings
 from ..models.common import Condition
 from ..models.flow import FlowSpec, FlowStatus
 from ..services.conditions import now_rfc3339, set_condition
-from ..services.flowstatus import FINISHED_PHASES, JobSnapshot, StatusLimits, build_status
+from ..services.flowstatus import (
+    FINISHED_PHASES,
+    JobSnapshot,
+    StatusLimits,
+    build_status,
+    just_submitted,
+)
 from ..services.flowtree import (
     PlannedJob,
     flow_token,
@@ -32,11 +38,13 @@ from ..services.flowtree import (
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.queues import queues_without_workers
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
+from .bookkeeping import AfterSubmit, Bookkeeper
 from .connections import ConnectionError_, RedisPool, redacted_url
 from .tracker import FlowTracker, TrackedFlow
 
 log = logging.getLogger(__name__)
 FORCE_DELETE_ANNOTATION = "bullflow.io/skip-redis-cleanup"
+FINALIZER = "bullflow.io/finalizer"
 WORKERS_CACHE_SECONDS = 3.0
 
 
@@ -47,6 +55,10 @@ def format_validation_error(err: ValidationError) -> str:
         message = issue["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {message}")
     return "; ".join(parts[:5]) + (f" (and {len(parts) - 5} more)" if len(parts) > 5 else "")
+
+
+def has_finalizer(body: Any) -> bool:
+    return FINALIZER in (body["metadata"].get("finalizers") or [])
 
 
 def flow_ref(body: Any) -> ObjectRef:
@@ -68,7 +80,9 @@ class FlowController:
             resync_interval=settings.resync_interval_seconds,
             block_ms=settings.event_block_ms,
         )
+        self.bookkeeper = Bookkeeper(kube, FINALIZER)
         self._ttl_tasks: dict[str, asyncio.Task[None]] = {}
+        self._cleaned_up: set[str] = set()  # uids whose finalizer ran delete()
         self.phases = metrics.PhaseBook()
         self._served_cache: dict[tuple[str, str, str, str], tuple[float, bool]] = {}
         # Called with (namespace, prefix, queues) right after a submission: WorkerPools scale up
@@ -95,6 +109,7 @@ class FlowController:
         self.phases.set(ref.uid, status.phase)
         if status.phase in FINISHED_PHASES:
             self.tracker.forget(token)
+            self._keep_finalizer(body, spec, status)
             self._schedule_ttl(ref, spec.ttl_seconds_after_finished, status)
             return
         try:
@@ -103,18 +118,21 @@ class FlowController:
             await self._not_ready(ref, status, generation, err.reason, err.message)
             raise kopf.TemporaryError(err.message, delay=self.backoff(retry)) from err
         jobs = plan(spec, token)
+        announce = None
         if not status.submitted_at:
             try:
-                status, earlier = await self._submit(
+                status, earlier, announce = await self._submit(
                     ref, spec, status, generation, conn, jobs, token
                 )
                 if earlier is not None and await self._adopt(
                     ref, spec, conn, token, earlier, status, generation
                 ):
+                    self._keep_finalizer(body, spec, status)
                     return
             except SubmissionRejected as err:
                 metrics.SUBMISSIONS.labels("rejected").inc()
-                await self._rejected(ref, status, generation, str(err))
+                status = await self._rejected(ref, status, generation, str(err))
+                self._keep_finalizer(body, spec, status)
                 return
             except REDIS_ERRORS as err:
                 metrics.REDIS_ERRORS.labels("submit").inc()
@@ -133,8 +151,31 @@ class FlowController:
                 spec.ttl_seconds_after_finished,
                 token=token,
                 keeps_outcome=spec.idempotency_key is not None,
+                just_submitted=announce is not None,
             )
         )
+        self._keep_finalizer(body, spec, status, announce)
+
+    def _keep_finalizer(
+        self, body: Any, spec: FlowSpec, status: FlowStatus, announce: str | None = None
+    ) -> None:
+        """A Flow whose jobs reached Redis gets bullflow's finalizer (deletionPolicy Delete), so
+        that its jobs are removed even when it is deleted while the operator is down. Queued
+        behind the status writes (see bookkeeping)."""
+        wanted = (
+            status.submitted_at is not None
+            and spec.deletion_policy == "Delete"
+            and not has_finalizer(body)
+        )
+        if wanted or announce:
+            self.bookkeeper.add(
+                AfterSubmit(
+                    flow_ref(body),
+                    add_finalizer=wanted,
+                    has_finalizer_list=bool(body["metadata"].get("finalizers")),
+                    event=announce,
+                )
+            )
 
     async def _submit(
         self,
@@ -145,9 +186,10 @@ class FlowController:
         conn: BullRedis,
         jobs: list[PlannedJob],
         token: str,
-    ) -> tuple[FlowStatus, dict[str, Any] | None]:
-        """Submit (once). Returns the new status, and the marker of an earlier submission by
-        another Flow object (same idempotencyKey), if there was one."""
+    ) -> tuple[FlowStatus, dict[str, Any] | None, str | None]:
+        """Submit (once). Returns the new status, the marker of an earlier submission by another
+        Flow object (same idempotencyKey) if there was one, and the Submitted Event's message
+        if this call added the jobs."""
         marker: dict[str, Any] = {
             "namespace": ref.namespace,
             "name": ref.name,
@@ -190,14 +232,8 @@ class FlowController:
         self.phases.set(ref.uid, status.phase)
         if fresh and self.on_submit is not None:
             self.on_submit(ref.namespace, spec.prefix, {j.queue for j in jobs})
-        if fresh:
-            await self.kube.event(
-                ref,
-                "Normal",
-                "Submitted",
-                f"Submitted {len(jobs)} jobs to Redis (prefix {spec.prefix})",
-            )
-        return status, earlier
+        announce = f"Submitted {len(jobs)} jobs to Redis (prefix {spec.prefix})" if fresh else None
+        return status, earlier, announce
 
     async def _adopt(
         self,
@@ -256,7 +292,12 @@ class FlowController:
         """Re-read a tracked flow from Redis; patch its status if it changed. True if finished."""
         previous = flow.status
         try:
-            snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
+            if flow.just_submitted:
+                snaps = just_submitted(flow.jobs)
+                flow.just_submitted = False
+                self.tracker.mark_dirty(flow.token)  # read back for real next round
+            else:
+                snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("read").inc()
             message = f"Redis at {redacted_url(flow.conn.url)} is unreachable: {err}"
@@ -364,6 +405,29 @@ class FlowController:
     async def delete(self, body: Any, retry: int = 0) -> None:
         """Apply deletionPolicy. Retries with backoff (never gives up silently) if Redis is down."""
         ref = flow_ref(body)
+        await self._clean_up(ref, body, retry)
+        self._cleaned_up.add(ref.uid)
+
+    async def gone(self, body: Any) -> None:
+        """The Flow is deleted. Without bullflow's finalizer (deletionPolicy Orphan, never
+        submitted, or deleted before the finalizer was added) delete() has not run: run it
+        once now, best effort."""
+        ref = flow_ref(body)
+        if ref.uid in self._cleaned_up:
+            self._cleaned_up.discard(ref.uid)
+            return
+        try:
+            await self._clean_up(ref, body, 0)
+        except kopf.TemporaryError as err:
+            log.warning(
+                "flow %s/%s was deleted before its finalizer was added and its jobs could not "
+                "be removed: %s",
+                ref.namespace,
+                ref.name,
+                err,
+            )
+
+    async def _clean_up(self, ref: ObjectRef, body: Any, retry: int) -> None:
         self._cancel_ttl(ref.uid)
         self.phases.drop(ref.uid)
         annotations = body["metadata"].get("annotations") or {}
@@ -413,7 +477,7 @@ class FlowController:
         generation: int | None,
         message: str,
         reason: str = "SubmitRejected",
-    ) -> None:
+    ) -> FlowStatus:
         """Terminal: retrying cannot help, and the jobs that were accepted stay as they are."""
         status = status.model_copy(deep=True)
         status.phase = "Failed"
@@ -425,6 +489,7 @@ class FlowController:
             )
         await self._patch(ref, status, "condition")
         await self.kube.event(ref, "Warning", reason, message)
+        return status
 
     async def _invalid(
         self, ref: ObjectRef, status: FlowStatus, generation: int | None, message: str
@@ -473,10 +538,15 @@ class FlowController:
         if task:
             task.cancel()
 
+    def start(self) -> None:
+        self.tracker.start()
+        self.bookkeeper.start()
+
     async def close(self) -> None:
         for task in self._ttl_tasks.values():
             task.cancel()
         await self.tracker.stop()
+        await self.bookkeeper.stop()
 
 
 def _status_of(body: Any) -> FlowStatus:

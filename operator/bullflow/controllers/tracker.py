@@ -35,6 +35,9 @@ class TrackedFlow:
     ttl_seconds: int | None = None
     token: str = ""  # what job ids derive from: the uid, or the idempotency key's digest
     keeps_outcome: bool = False  # record the final status in the marker (idempotencyKey)
+    # Submitted by this very reconcile: the first status is built from the states the submission
+    # left (flowstatus.just_submitted), the jobs are read for real in the next round.
+    just_submitted: bool = False
     streams: list[str] = field(default_factory=list)
     # The last written status as JSON: thousands of live flows stay cheap in memory (a parsed
     # FlowStatus weighs several times more).
@@ -64,7 +67,7 @@ class FlowTracker:
         patch_interval: float,
         resync_interval: float,
         block_ms: int,
-        max_concurrent_refreshes: int = 32,
+        max_concurrent_refreshes: int = 64,
     ) -> None:
         self._refresh = refresh
         self.patch_interval = patch_interval
@@ -78,6 +81,8 @@ class FlowTracker:
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._in_flight: set[str] = set()
+        self._refreshing: set[asyncio.Task[None]] = set()
 
     async def track(self, flow: TrackedFlow) -> None:
         """Follow a flow; reads its events from now on and refreshes it soon."""
@@ -115,7 +120,7 @@ class FlowTracker:
         ]
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._readers.values()]
+        tasks = [*self._tasks, *self._readers.values(), *self._refreshing]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -157,25 +162,38 @@ class FlowTracker:
                 self.mark_dirty(token)
 
     async def _write_loop(self) -> None:
+        """Every `patch_interval` at most, start a refresh of each dirty flow that is not being
+        refreshed already (one marked dirty meanwhile goes in a later round): a continuous
+        pipeline bounded by the semaphore, never waiting for a whole round to finish."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self.dirty = self.dirty, set()
-            await asyncio.gather(*(self._refresh_one(token) for token in batch))
+            batch = self.dirty - self._in_flight
+            self.dirty -= batch
+            for token in batch:
+                self._in_flight.add(token)
+                task = asyncio.create_task(self._refresh_one(token))
+                self._refreshing.add(task)
+                task.add_done_callback(self._refreshing.discard)
             await asyncio.sleep(self.patch_interval)
 
     async def _refresh_one(self, token: str) -> None:
-        flow = self.flows.get(token)
-        if flow is None:
-            return
         try:
             async with self._limit:
-                finished = await self._refresh(flow)
-        except Exception:  # one flow's trouble must not stop the others; resync retries it
-            log.exception("refreshing flow %s/%s failed", flow.ref.namespace, flow.ref.name)
-            return
-        if finished:
-            self.forget(token)
+                flow = self.flows.get(token)
+                if flow is None:
+                    return
+                try:
+                    finished = await self._refresh(flow)
+                except Exception:  # one flow's trouble must not stop the others; resync retries
+                    log.exception("refreshing flow %s/%s failed", flow.ref.namespace, flow.ref.name)
+                    return
+            if finished and self.flows.get(token) is flow:
+                self.forget(token)
+        finally:
+            self._in_flight.discard(token)
+            if token in self.dirty:
+                self._wake.set()
 
     async def _resync_loop(self) -> None:
         while True:

@@ -7,7 +7,8 @@ from typing import Any
 import kopf
 
 from .. import GROUP, VERSION
-from ..controllers.flow import FlowController
+from ..controllers.flow import FlowController, has_finalizer
+from .kopf_storage import forget_object
 
 
 def _controller(memo: kopf.Memo) -> FlowController:
@@ -21,6 +22,14 @@ async def flow_reconcile(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any)
     await _controller(memo).reconcile(body, retry)
 
 
-@kopf.on.delete(GROUP, VERSION, "flows")
+# The finalizer is bullflow's own, added after the submission (FlowController.reconcile), not
+# kopf's up-front one: matching only Flows that carry it keeps kopf from adding it first.
+@kopf.on.delete(GROUP, VERSION, "flows", when=lambda body, **_: has_finalizer(body))
 async def flow_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
     await _controller(memo).delete(body, retry)
+
+
+@kopf.on.event(GROUP, VERSION, "flows", when=lambda type, **_: type == "DELETED")
+async def flow_gone(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    forget_object(memo, body)
+    await _controller(memo).gone(body)

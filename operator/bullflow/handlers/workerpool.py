@@ -8,6 +8,7 @@ import kopf
 
 from .. import GROUP, VERSION
 from ..controllers.workerpool import POOL_LABEL, WorkerPoolController
+from .kopf_storage import forget_object
 
 
 def _controller(memo: kopf.Memo) -> WorkerPoolController:
@@ -22,8 +23,10 @@ async def workerpool_loop(
 
 
 @kopf.on.event(GROUP, VERSION, "workerpools")
-async def workerpool_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def workerpool_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
     """Spec edits and deletion: turn the loop now instead of at the next poll."""
+    if type == "DELETED":
+        forget_object(memo, body)
     _controller(memo).wake(body["metadata"]["uid"])
 
 

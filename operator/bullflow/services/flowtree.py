@@ -26,6 +26,8 @@ class PlannedJob:
     tolerates_failure: bool  # ignore/remove dependency or continue parent on failure
     fails_parent: bool
     removed_on_complete: bool
+    # The state BullMQ's add scripts put it in: what the status can say right after submission.
+    initial_state: str = "waiting"
 
 
 def flow_token(uid: str, namespace: str, idempotency_key: str | None) -> str:
@@ -70,10 +72,23 @@ def _walk(
             ),
             fails_parent=bool(opts and opts.fail_parent_on_failure),
             removed_on_complete=bool(opts and opts.remove_on_complete),
+            initial_state=_initial_state(node),
         ),
     )
     for index, child in enumerate(node.children):
         yield from _walk(child, f"{path}.{index}", path, uid)
+
+
+def _initial_state(node: FlowNode) -> str:
+    """Where addParentJob / addDelayedJob / addPrioritizedJob / addStandardJob leave a new job
+    (an existing parent key aside, which a fresh submission never has)."""
+    if node.children:
+        return "waiting-children"
+    if node.opts and node.opts.delay:
+        return "delayed"
+    if node.opts and node.opts.priority:
+        return "prioritized"
+    return "waiting"
 
 
 def plan(spec: FlowSpec, uid: str) -> list[PlannedJob]:

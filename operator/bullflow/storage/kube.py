@@ -54,21 +54,44 @@ class KubeApi:
 
         False if the object is gone.
         """
+        patch = [{"op": "add", "path": "/status", "value": status}]
+        return await self._json_patch(ref, patch, status=True)
+
+    async def add_finalizer(self, ref: ObjectRef, finalizer: str, has_list: bool) -> bool:
+        """Append a finalizer to this very object (same uid). False if it is gone, was replaced,
+        or is already being deleted (the API server refuses new finalizers then)."""
+        add = (
+            {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}
+            if has_list
+            else {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}
+        )
+        patch = [{"op": "test", "path": "/metadata/uid", "value": ref.uid}, add]
         try:
-            await self.custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
-                GROUP,
-                VERSION,
-                ref.namespace,
-                ref.plural,
-                ref.name,
-                [{"op": "add", "path": "/status", "value": status}],
-                _content_type="application/json-patch+json",
-            )
+            return await self._json_patch(ref, patch, status=False)
         except ApiException as err:
-            if err.status == 404:
+            if err.status in (409, 422):
                 return False
             raise
-        return True
+
+    async def _json_patch(self, ref: ObjectRef, patch: list[dict[str, Any]], status: bool) -> bool:
+        call = (
+            self.custom.patch_namespaced_custom_object_status
+            if status
+            else self.custom.patch_namespaced_custom_object
+        )
+        # The reply is the whole object (for a large Flow, megabytes of spec) and nothing here
+        # needs it: read it raw instead of parsing JSON into dicts on every write.
+        reply: Any = await call(  # type: ignore[call-arg]
+            GROUP,
+            VERSION,
+            ref.namespace,
+            ref.plural,
+            ref.name,
+            patch,
+            _content_type="application/json-patch+json",
+            _preload_content=False,
+        )
+        return await _check_raw(reply, tolerated=(404,)) != 404
 
     async def exists(self, ref: ObjectRef) -> bool:
         """Whether this very object (same uid) still exists."""
@@ -114,28 +137,46 @@ class KubeApi:
 
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the object, as `kubectl describe` shows them."""
-        now = datetime.now(UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{ref.name}."),
-            involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
-                kind=ref.kind,
-                name=ref.name,
-                namespace=ref.namespace,
-                uid=ref.uid,
-            ),
-            type=type_,
-            reason=reason,
-            message=message[:1024],
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT,
-            reporting_instance=os.environ.get("HOSTNAME", "local"),
-        )
-        try:
-            await self.core.create_namespaced_event(ref.namespace, body)
-        except ApiException as err:
-            if err.status not in (403, 404, 409):
-                raise
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # A plain dict and a raw reply: the client's V1Event models (serialising, then parsing
+        # the reply's timestamps back with dateutil) cost more CPU than the request itself.
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": ref.kind,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": os.environ.get("HOSTNAME", "local"),
+        }
+        create: Any = self.core.create_namespaced_event  # it takes a dict body too
+        reply = await create(ref.namespace, body, _preload_content=False)
+        await _check_raw(reply, tolerated=(403, 404, 409))
+
+
+async def _check_raw(reply: Any, tolerated: tuple[int, ...] = ()) -> int:
+    """Status of a raw (`_preload_content=False`) reply; raises ApiException on an error that is
+    not tolerated. The body is never parsed."""
+    try:
+        # Read to the end even when unused: a released, unread reply closes its connection
+        # (a new TLS handshake for the next request).
+        data = await reply.read()
+        if reply.status not in tolerated and not 200 <= reply.status <= 299:
+            err = ApiException(status=reply.status, reason=reply.reason)
+            err.body = data.decode(errors="replace")
+            raise err
+        return int(reply.status)
+    finally:
+        reply.release()

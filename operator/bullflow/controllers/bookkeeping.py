@@ -1,0 +1,101 @@
+"""The API writes that follow a submission but that nobody waits on: bullflow's finalizer and the
+Submitted Event.
+
+Under a burst of creations the API server is the bottleneck, and what users wait on is create ->
+jobs in Redis -> `Submitted` in the status. So the status goes first (the tracker writes it with
+up to 64 requests in flight) and these writes trail on a few workers, in order. Until a Flow has
+its finalizer, a deletion is still seen (the DELETED watch event, FlowController.gone); only a
+Flow deleted while the operator is down in that window would keep its jobs in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ..storage.kube import KubeApi, ObjectRef
+
+log = logging.getLogger(__name__)
+RETRY_SECONDS = (1.0, 5.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class AfterSubmit:
+    ref: ObjectRef
+    add_finalizer: bool
+    has_finalizer_list: bool  # the object already has metadata.finalizers
+    event: str | None = None  # message of the Submitted Event
+    attempt: int = 0
+
+
+class Bookkeeper:
+    def __init__(self, kube: KubeApi, finalizer: str, workers: int = 2) -> None:
+        self.kube = kube
+        self.finalizer = finalizer
+        self._queue: asyncio.Queue[AfterSubmit] = asyncio.Queue()
+        self._pending: set[str] = set()
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self._workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def add(self, item: AfterSubmit) -> None:
+        if item.ref.uid in self._pending:
+            return
+        self._pending.add(item.ref.uid)
+        self._queue.put_nowait(item)
+
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._apply(item)
+                self._pending.discard(item.ref.uid)
+            except (TimeoutError, ApiException, OSError) as err:
+                self._retry_later(item, err)
+            finally:
+                self._queue.task_done()
+
+    async def _apply(self, item: AfterSubmit) -> None:
+        if item.add_finalizer:
+            await self.kube.add_finalizer(item.ref, self.finalizer, item.has_finalizer_list)
+        if item.event:
+            try:  # an Event is informative: never retried, never a reason to re-add the finalizer
+                await self.kube.event(item.ref, "Normal", "Submitted", item.event)
+            except (TimeoutError, ApiException, OSError) as err:
+                log.info("Submitted Event of %s/%s not written: %s", *_names(item), err)
+
+    def _retry_later(self, item: AfterSubmit, err: Exception) -> None:
+        if item.attempt >= len(RETRY_SECONDS):
+            self._pending.discard(item.ref.uid)
+            log.warning(
+                "giving up on the finalizer of flow %s/%s: %s (the next reconcile adds it)",
+                *_names(item),
+                err,
+            )
+            return
+        again = AfterSubmit(
+            item.ref, item.add_finalizer, item.has_finalizer_list, item.event, item.attempt + 1
+        )
+        asyncio.get_running_loop().call_later(
+            RETRY_SECONDS[item.attempt], self._queue.put_nowait, again
+        )
+
+
+def _names(item: AfterSubmit) -> tuple[str, str]:
+    return item.ref.namespace, item.ref.name
