@@ -528,6 +528,7 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
                 }
             )
     env.stop_operator()
+    floor = await large_flow_floor(env, prm)
 
     def m(key: str) -> dict[str, float]:
         return summarize(run[key] for run in runs)
@@ -558,6 +559,15 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
             node=nd["p50"],
             vs="python",
         ),
+        row("… of which the create request", m("create_request_s")["p50"], "s"),
+        row(
+            "floor: create + 1 status write, no operator",
+            floor["p50"],
+            "s",
+            py=py["p50"],
+            node=nd["p50"],
+            vs="python",
+        ),
         row(
             "status object size (max seen)",
             size["max"] / 1024,
@@ -578,14 +588,28 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
             "node_add_s": nd,
             "status_bytes": size,
             "last_job_to_completed_s": lag,
+            "floor_create_and_status_s": floor,
         },
         "rows": rows,
         "notes": [
             f"One Flow: a parent with {k:,} children; baselines add the same tree with one "
             "FlowProducer.add call. The operator's time starts when the create request is "
-            "sent (it includes the API server storing a large object)."
+            "sent (it includes the API server storing a large object).",
+            "floor: the same Flow created where no operator watches, and one small status "
+            "write answering its ADDED event (floor.py): what the API server alone costs "
+            "before any job reaches Redis.",
         ],
     }
+
+
+async def large_flow_floor(env: BenchEnv, prm: Params) -> dict[str, float]:
+    spaces = env.namespaces("floorlarge", prm.large_repeats)
+    walls = []
+    async with kube_clients(env.cluster.kubeconfig) as (custom, _core):
+        for ns in spaces:
+            doc = flow_doc("large", f"fl{short_id()}", tree("lp", "lc", prm.large_children))
+            walls.append((await ideal_operator(custom, ns, [doc], 1))["submitted_wall_s"])
+    return summarize(walls)
 
 
 # -- 4. many flows ---------------------------------------------------------------------------

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import random
+import signal
 import sys
+import tracemalloc
+from pathlib import Path
 
 import kopf
 import prometheus_client
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
+    install_memory_dump()
     settings = kopf.OperatorSettings()
     if args.peering_lifetime:
         settings.peering.lifetime = args.peering_lifetime
@@ -78,6 +83,29 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def install_memory_dump() -> None:
+    """With PYTHONTRACEMALLOC=<frames> set, SIGUSR2 writes the biggest allocation sites to
+    stderr (or to $BULLFLOW_MEMORY_DUMP): where the operator's memory goes, on a live process."""
+    if not tracemalloc.is_tracing():
+        return
+
+    def dump(*_: object) -> None:
+        stats = tracemalloc.take_snapshot().statistics("traceback")
+        total = sum(s.size for s in stats)
+        lines = [f"traced: {total / 2**20:.1f} MiB in {len(stats)} sites"]
+        for stat in stats[:40]:
+            lines.append(f"{stat.size / 2**20:8.2f} MiB {stat.count:9d} blocks")
+            lines.extend(f"    {frame}" for frame in stat.traceback.format()[-12:])
+        text = "\n".join(lines) + "\n"
+        target = os.environ.get("BULLFLOW_MEMORY_DUMP")
+        if target:
+            Path(target).write_text(text)
+        else:
+            sys.stderr.write(text)
+
+    signal.signal(signal.SIGUSR2, dump)
 
 
 def peering_priority(value: str | None) -> int | None:
