@@ -540,14 +540,13 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
         m("node_add_s"),
     )
     size, lag = m("status_bytes"), m("last_job_to_completed_s")
+    baselines: dict[str, Any] = {"py": py["p50"], "node": nd["p50"], "vs": "python"}
     rows = [
         row(
             f"submit {k:,} children (create → Submitted)",
             sub["p50"],
             "s",
-            py=py["p50"],
-            node=nd["p50"],
-            vs="python",
+            **baselines,
             target="≤ 1.5x Python FlowProducer",
             met=sub["p50"] <= 1.5 * py["p50"],
         ),
@@ -555,18 +554,14 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
             "… of which the operator's Redis transaction",
             redis_s["p50"],
             "s",
-            py=py["p50"],
-            node=nd["p50"],
-            vs="python",
+            **baselines,
         ),
         row("… of which the create request", m("create_request_s")["p50"], "s"),
         row(
             "floor: create + 1 status write, no operator",
             floor["p50"],
             "s",
-            py=py["p50"],
-            node=nd["p50"],
-            vs="python",
+            **baselines,
         ),
         row(
             "status object size (max seen)",

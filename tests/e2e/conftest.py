@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from tests.e2e.flows import Flows
 from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet
@@ -49,3 +51,13 @@ def workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[WorkerSet]:
 @pytest.fixture
 def flows(kube_client: Any, kubectl: Any, namespace: str) -> Flows:
     return Flows(kube_client, kubectl, namespace)
+
+
+@pytest.fixture
+def private_namespace(kube_client: Any) -> Iterator[str]:
+    """A namespace the session operator does not watch (it watches t-*)."""
+    core = client.CoreV1Api(kube_client)
+    name = f"own-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")

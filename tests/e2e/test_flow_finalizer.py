@@ -5,8 +5,7 @@ FlowController against the real API server and redis-server, without kopf, so th
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,16 +20,6 @@ from bullflow.controllers.flow import FINALIZER, FlowController
 from bullflow.storage.kube import KubeApi
 
 GROUP, VERSION = "bullflow.io", "v1alpha1"
-
-
-@pytest.fixture
-def unwatched_namespace(kube_client: Any) -> Iterator[str]:
-    """No operator watches it: the test drives the controller itself."""
-    core = client.CoreV1Api(kube_client)
-    name = f"fin-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture
@@ -77,9 +66,9 @@ def jobs_in_redis(url: str, prefix: str, uid: str) -> int:
 
 
 async def test_the_finalizer_follows_the_submission_and_only_for_delete_policy(
-    controller, kube_client, unwatched_namespace, redis_server, redis_prefix
+    controller, kube_client, private_namespace, redis_server, redis_prefix
 ):
-    ns = unwatched_namespace
+    ns = private_namespace
     deleted = create_flow(kube_client, ns, redis_prefix, "del")
     orphaned = create_flow(kube_client, ns, redis_prefix, "orph", deletionPolicy="Orphan")
     await controller.reconcile(deleted)
@@ -107,9 +96,9 @@ async def test_the_finalizer_follows_the_submission_and_only_for_delete_policy(
 
 
 async def test_a_flow_deleted_before_its_finalizer_still_has_its_jobs_removed(
-    controller, kube_client, unwatched_namespace, redis_server, redis_prefix
+    controller, kube_client, private_namespace, redis_server, redis_prefix
 ):
-    ns = unwatched_namespace
+    ns = private_namespace
     body = create_flow(kube_client, ns, redis_prefix, "quick")
     uid = body["metadata"]["uid"]
     await controller.reconcile(body)
@@ -125,10 +114,10 @@ async def test_a_flow_deleted_before_its_finalizer_still_has_its_jobs_removed(
 
 
 async def test_an_orphan_flow_keeps_its_jobs_when_gone(
-    controller, kube_client, unwatched_namespace, redis_server, redis_prefix
+    controller, kube_client, private_namespace, redis_server, redis_prefix
 ):
     body = create_flow(
-        kube_client, unwatched_namespace, redis_prefix, "keep", deletionPolicy="Orphan"
+        kube_client, private_namespace, redis_prefix, "keep", deletionPolicy="Orphan"
     )
     await controller.reconcile(body)
     await controller.gone(body)

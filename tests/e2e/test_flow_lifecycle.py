@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,6 @@ def two_children(queue: str, **child_opts: Any) -> dict[str, Any]:
             {"name": "b", "queueName": queue, "data": {"result": 2}, **child_opts},
         ],
     }
-
-
-@pytest.fixture
-def private_namespace(kube_client: Any) -> Iterator[str]:
-    """A namespace the session operator does not watch (it watches t-*)."""
-    core = client.CoreV1Api(kube_client)
-    name = f"own-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture
