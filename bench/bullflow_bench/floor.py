@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 from kubernetes_asyncio import watch
 
 from bullflow import GROUP, VERSION
+from bullflow.services.conditions import now_rfc3339
 
 from .common import create_flows
 from .env import FlowWatcher
@@ -81,7 +81,7 @@ async def ideal_operator(custom: Any, namespace: str, docs: list[dict], conc: in
                     {
                         "op": "add",
                         "path": "/status",
-                        "value": {**FIRST_STATUS, "submittedAt": _now()},
+                        "value": {**FIRST_STATUS, "submittedAt": now_rfc3339()},
                     }
                 ],
                 _content_type="application/json-patch+json",
@@ -104,7 +104,3 @@ async def ideal_operator(custom: Any, namespace: str, docs: list[dict], conc: in
     creates = max(c.done for c in created.values()) - first
     submitted = max(seen.submitted_at[n] for n in names) - first
     return {"creates_wall_s": creates, "submitted_wall_s": submitted, "ratio": submitted / creates}
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -14,12 +14,11 @@ from kubernetes import client
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
 
+from bullflow import GROUP, VERSION
 from bullflow.config import Settings
 from bullflow.controllers.connections import RedisPool
 from bullflow.controllers.flow import FINALIZER, FlowController
 from bullflow.storage.kube import KubeApi
-
-GROUP, VERSION = "bullflow.io", "v1alpha1"
 
 
 @pytest.fixture

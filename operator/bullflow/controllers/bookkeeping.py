@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -89,9 +89,7 @@ class Bookkeeper:
                 err,
             )
             return
-        again = AfterSubmit(
-            item.ref, item.add_finalizer, item.has_finalizer_list, item.event, item.attempt + 1
-        )
+        again = replace(item, attempt=item.attempt + 1)
         asyncio.get_running_loop().call_later(
             RETRY_SECONDS[item.attempt], self._queue.put_nowait, again
         )

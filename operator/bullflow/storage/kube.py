@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import GROUP, VERSION
+from ..services.conditions import now_rfc3339
 
 COMPONENT = "bullflow-operator"
 
@@ -137,7 +137,7 @@ class KubeApi:
 
     async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the object, as `kubectl describe` shows them."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now_rfc3339()
         # A plain dict and a raw reply: the client's V1Event models (serialising, then parsing
         # the reply's timestamps back with dateutil) cost more CPU than the request itself.
         body: dict[str, Any] = {
