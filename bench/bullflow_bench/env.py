@@ -141,11 +141,13 @@ def metric_sum(samples: dict[str, float], name: str, **labels: str) -> float:
 @dataclass
 class FlowWatcher:
     """Watches the Flows of one namespace and records, by the time each event arrived here:
-    when each Flow first showed `submittedAt` and a finished phase, when each listed job first
-    showed `completed`, how many MODIFIED events each Flow had and its largest status."""
+    when each Flow was first seen (its ADDED event), first showed `submittedAt` and a finished
+    phase, when each listed job first showed `completed`, how many MODIFIED events each Flow had
+    and its largest status."""
 
     custom: Any
     namespace: str
+    added_at: dict[str, float] = field(default_factory=dict)
     submitted_at: dict[str, float] = field(default_factory=dict)
     finished_at: dict[str, float] = field(default_factory=dict)
     phase: dict[str, str] = field(default_factory=dict)
@@ -170,6 +172,7 @@ class FlowWatcher:
 
     def _observe(self, kind: str, obj: dict[str, Any], now: float) -> None:
         name = obj["metadata"]["name"]
+        self.added_at.setdefault(name, now)
         if kind == "MODIFIED":
             self.modified[name] += 1
         status = obj.get("status") or {}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import kopf
 import prometheus_client
+import uvloop
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -76,17 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     settings = kopf.OperatorSettings()
     if args.peering_lifetime:
         settings.peering.lifetime = args.peering_lifetime
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not args.namespace,
-            namespaces=args.namespace,
-            standalone=args.standalone,
-            **({} if args.standalone else {"peering_name": args.peering}),
-            priority=peering_priority(args.priority),
-            settings=settings,
-            liveness_endpoint=args.liveness,
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(
+            kopf.operator(
+                clusterwide=not args.namespace,
+                namespaces=args.namespace,
+                standalone=args.standalone,
+                **({} if args.standalone else {"peering_name": args.peering}),
+                priority=peering_priority(args.priority),
+                settings=settings,
+                liveness_endpoint=args.liveness,
+            )
         )
-    )
     return 0
 
 

@@ -100,3 +100,24 @@ async def test_initial_states_match_what_bullmq_scripts_really_did(conn, redis_p
     read = await conn.snapshots(redis_prefix, jobs)
     assumed = just_submitted(jobs)
     assert {k: v.state for k, v in read.items()} == {k: v.state for k, v in assumed.items()}
+
+
+async def test_submit_returns_where_its_own_events_end(conn, redis_prefix):
+    """The tracker ignores the events at or before these ids for this flow: they must be all the
+    submission wrote, and a later change must come after them."""
+    from bullflow.controllers.tracker import stream_id
+    from bullflow.services.flowtree import parse_job_id
+    from bullflow.storage.redis_jobs import events_key
+
+    uid = str(uuid.uuid4())
+    own = await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    assert own is not None
+    assert set(own) == {events_key(redis_prefix, "ra"), events_key(redis_prefix, "rb")}
+    for stream, last in own.items():
+        entries = await conn.client.xrange(stream)
+        ours = [i for i, f in entries if (parse_job_id(f.get("jobId", "")) or ("",))[0] == uid]
+        assert ours and entries[-1][0] == last
+        assert all(stream_id(i) <= stream_id(last) for i in ours)
+    await Queue("rb", {"connection": conn.client, "prefix": redis_prefix}).add("later", {})
+    newest = (await conn.client.xrevrange(events_key(redis_prefix, "rb"), count=1))[0][0]
+    assert stream_id(newest) > stream_id(own[events_key(redis_prefix, "rb")])

@@ -1,11 +1,14 @@
-"""The API writes that follow a submission but that nobody waits on: bullflow's finalizer and the
-Submitted Event.
+"""The API write that follows a submission but that nobody waits on: bullflow's finalizer.
 
 Under a burst of creations the API server is the bottleneck, and what users wait on is create ->
 jobs in Redis -> `Submitted` in the status. So the status goes first (the tracker writes it with
-up to 64 requests in flight) and these writes trail on a few workers, in order. Until a Flow has
+up to 64 requests in flight) and finalizers trail on a few workers, in order. Until a Flow has
 its finalizer, a deletion is still seen (the DELETED watch event, FlowController.gone); only a
 Flow deleted while the operator is down in that window would keep its jobs in Redis.
+
+There is no Submitted Event: the Submitted condition says the same with its time, and an Event
+per Flow was a third of the operator's API writes in a burst. Events mark what needs attention
+or ends a flow (JobFailed, Completed, Failed, InvalidSpec, SubmitRejected).
 """
 
 from __future__ import annotations
@@ -26,9 +29,7 @@ RETRY_SECONDS = (1.0, 5.0, 30.0)
 @dataclass(frozen=True, slots=True)
 class AfterSubmit:
     ref: ObjectRef
-    add_finalizer: bool
     has_finalizer_list: bool  # the object already has metadata.finalizers
-    event: str | None = None  # message of the Submitted Event
     attempt: int = 0
 
 
@@ -72,13 +73,7 @@ class Bookkeeper:
                 self._queue.task_done()
 
     async def _apply(self, item: AfterSubmit) -> None:
-        if item.add_finalizer:
-            await self.kube.add_finalizer(item.ref, self.finalizer, item.has_finalizer_list)
-        if item.event:
-            try:  # an Event is informative: never retried, never a reason to re-add the finalizer
-                await self.kube.event(item.ref, "Normal", "Submitted", item.event)
-            except (TimeoutError, ApiException, OSError) as err:
-                log.info("Submitted Event of %s/%s not written: %s", *_names(item), err)
+        await self.kube.add_finalizer(item.ref, self.finalizer, item.has_finalizer_list)
 
     def _retry_later(self, item: AfterSubmit, err: Exception) -> None:
         if item.attempt >= len(RETRY_SECONDS):

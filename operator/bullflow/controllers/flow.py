@@ -84,7 +84,7 @@ class FlowController:
         self._ttl_tasks: dict[str, asyncio.Task[None]] = {}
         self._cleaned_up: set[str] = set()  # uids whose finalizer ran delete()
         self.phases = metrics.PhaseBook()
-        self._served_cache: dict[tuple[str, str, str, str], tuple[float, bool]] = {}
+        self._served: dict[tuple[str, str, str, str], tuple[float, asyncio.Future[bool]]] = {}
         # Called with (namespace, prefix, queues) right after a submission: WorkerPools scale up
         # from that instead of waiting for their next poll.
         self.on_submit: Callable[[str, str, Iterable[str]], None] | None = None
@@ -118,10 +118,10 @@ class FlowController:
             await self._not_ready(ref, status, generation, err.reason, err.message)
             raise kopf.TemporaryError(err.message, delay=self.backoff(retry)) from err
         jobs = plan(spec, token)
-        announce = None
+        own_events: dict[str, str] | None = None
         if not status.submitted_at:
             try:
-                status, earlier, announce = await self._submit(
+                status, earlier, own_events = await self._submit(
                     ref, spec, status, generation, conn, jobs, token
                 )
                 if earlier is not None and await self._adopt(
@@ -151,14 +151,13 @@ class FlowController:
                 spec.ttl_seconds_after_finished,
                 token=token,
                 keeps_outcome=spec.idempotency_key is not None,
-                just_submitted=announce is not None,
+                just_submitted=own_events is not None,
+                own_events=own_events or {},
             )
         )
-        self._keep_finalizer(body, spec, status, announce)
+        self._keep_finalizer(body, spec, status)
 
-    def _keep_finalizer(
-        self, body: Any, spec: FlowSpec, status: FlowStatus, announce: str | None = None
-    ) -> None:
+    def _keep_finalizer(self, body: Any, spec: FlowSpec, status: FlowStatus) -> None:
         """A Flow whose jobs reached Redis gets bullflow's finalizer (deletionPolicy Delete), so
         that its jobs are removed even when it is deleted while the operator is down. Queued
         behind the status writes (see bookkeeping)."""
@@ -167,13 +166,10 @@ class FlowController:
             and spec.deletion_policy == "Delete"
             and not has_finalizer(body)
         )
-        if wanted or announce:
+        if wanted:
             self.bookkeeper.add(
                 AfterSubmit(
-                    flow_ref(body),
-                    add_finalizer=wanted,
-                    has_finalizer_list=bool(body["metadata"].get("finalizers")),
-                    event=announce,
+                    flow_ref(body), has_finalizer_list=bool(body["metadata"].get("finalizers"))
                 )
             )
 
@@ -186,10 +182,10 @@ class FlowController:
         conn: BullRedis,
         jobs: list[PlannedJob],
         token: str,
-    ) -> tuple[FlowStatus, dict[str, Any] | None, str | None]:
+    ) -> tuple[FlowStatus, dict[str, Any] | None, dict[str, str] | None]:
         """Submit (once). Returns the new status, the marker of an earlier submission by another
-        Flow object (same idempotencyKey) if there was one, and the Submitted Event's message
-        if this call added the jobs."""
+        Flow object (same idempotencyKey) if there was one, and if this call added the jobs,
+        the last id of each events stream right after (see BullRedis.submit)."""
         marker: dict[str, Any] = {
             "namespace": ref.namespace,
             "name": ref.name,
@@ -198,7 +194,8 @@ class FlowController:
             "jobs": len(jobs),
         }
         with metrics.SUBMIT_SECONDS.time():
-            fresh = await conn.submit(spec.prefix, to_flowproducer(spec, token), token, marker)
+            own_events = await conn.submit(spec.prefix, to_flowproducer(spec, token), token, marker)
+        fresh = own_events is not None
         metrics.SUBMISSIONS.labels("submitted" if fresh else "already-submitted").inc()
         self._maybe_crash_for_test()
         if not fresh:
@@ -232,8 +229,7 @@ class FlowController:
         self.phases.set(ref.uid, status.phase)
         if fresh and self.on_submit is not None:
             self.on_submit(ref.namespace, spec.prefix, {j.queue for j in jobs})
-        announce = f"Submitted {len(jobs)} jobs to Redis (prefix {spec.prefix})" if fresh else None
-        return status, earlier, announce
+        return status, earlier, own_events
 
     async def _adopt(
         self,
@@ -293,11 +289,12 @@ class FlowController:
         previous = flow.status
         try:
             if flow.just_submitted:
+                # Any later change has an event after the submission's own (own_events).
                 snaps = just_submitted(flow.jobs)
                 flow.just_submitted = False
-                self.tracker.mark_dirty(flow.token)  # read back for real next round
             else:
                 snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
+                flow.own_events = {}  # read for real: no event can be stale any more
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("read").inc()
             message = f"Redis at {redacted_url(flow.conn.url)} is unreachable: {err}"
@@ -362,12 +359,25 @@ class FlowController:
         )
 
     async def _queue_served(self, flow: TrackedFlow, queue: str) -> bool:
-        """A WorkerPool for the queue, or a live BullMQ worker of any language (cached briefly:
-        CLIENT LIST is not free)."""
+        """A WorkerPool for the queue, or a live BullMQ worker of any language. Cached briefly
+        and looked up once for all the flows that ask meanwhile: a burst of new flows on one
+        queue would otherwise send as many WorkerPool LISTs and CLIENT LISTs as status writes."""
         key = (flow.conn.url, flow.ref.namespace, flow.prefix, queue)
-        cached = self._served_cache.get(key)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+        cached = self._served.get(key)
+        if cached is None or cached[0] <= time.monotonic():
+            lookup = asyncio.ensure_future(self._look_for_workers(flow, queue))
+            lookup.add_done_callback(lambda done: self._forget_failed(key, done))
+            cached = (time.monotonic() + WORKERS_CACHE_SECONDS, lookup)
+            self._served[key] = cached
+        return await asyncio.shield(cached[1])
+
+    def _forget_failed(self, key: tuple[str, str, str, str], lookup: asyncio.Future[bool]) -> None:
+        failed = lookup.cancelled() or lookup.exception() is not None
+        entry = self._served.get(key)
+        if failed and entry is not None and entry[1] is lookup:
+            del self._served[key]
+
+    async def _look_for_workers(self, flow: TrackedFlow, queue: str) -> bool:
         try:
             pools = await self.kube.list_custom(flow.ref.namespace, "workerpools")
         except ApiException:  # no WorkerPool CRD installed: only live workers count
@@ -378,9 +388,7 @@ class FlowController:
             if (p.get("spec") or {}).get("prefix", "bull") == flow.prefix
             for q in (p.get("spec") or {}).get("queues", [])
         }
-        served = not await queues_without_workers(flow.conn, flow.prefix, [queue], covered)
-        self._served_cache[key] = (time.monotonic() + WORKERS_CACHE_SECONDS, served)
-        return served
+        return not await queues_without_workers(flow.conn, flow.prefix, [queue], covered)
 
     async def _emit_transitions(self, flow: TrackedFlow, old: FlowStatus, new: FlowStatus) -> None:
         was_failed = {n.path for n in old.nodes if n.state == "failed"}

@@ -19,7 +19,7 @@ from dataclasses import InitVar, dataclass, field
 from ..models.flow import FlowStatus
 from ..services.flowtree import PlannedJob, parse_job_id
 from ..storage.kube import ObjectRef
-from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, events_key
+from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, StreamEntry, events_key
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class TrackedFlow:
     # Submitted by this very reconcile: the first status is built from the states the submission
     # left (flowstatus.just_submitted), the jobs are read for real in the next round.
     just_submitted: bool = False
+    # {events stream: last id} right after the submission transaction: the events at or before
+    # it are the submission's own ("added", "waiting"...), already in the first status.
+    own_events: dict[str, str] = field(default_factory=dict)
     streams: list[str] = field(default_factory=list)
     # The last written status as JSON: thousands of live flows stay cheap in memory (a parsed
     # FlowStatus weighs several times more).
@@ -54,6 +57,12 @@ class TrackedFlow:
     @status.setter
     def status(self, value: FlowStatus) -> None:
         self._status_json = value.model_dump_json(by_alias=True).encode()
+
+
+def stream_id(value: str) -> tuple[int, int]:
+    """A Redis stream entry id ("<ms>-<seq>") in its order."""
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
 
 
 RefreshFn = Callable[[TrackedFlow], Awaitable[bool]]
@@ -90,7 +99,7 @@ class FlowTracker:
         flow.streams = sorted({events_key(flow.prefix, j.queue) for j in flow.jobs})
         for key in flow.streams:
             if key not in positions:
-                positions[key] = await flow.conn.stream_tail(key)
+                positions[key] = flow.own_events.get(key) or await flow.conn.stream_tail(key)
         self.forget(flow.token)
         self.flows[flow.token] = flow
         self._watchers.setdefault(flow.conn.url, Counter()).update(flow.streams)
@@ -153,8 +162,13 @@ class FlowTracker:
             for entry in entries:
                 positions[entry.stream] = entry.entry_id
                 parsed = parse_job_id(entry.fields.get("jobId", ""))
-                if parsed:
+                if parsed and not self._own_event(parsed[0], entry):
                     self.mark_dirty(parsed[0])
+
+    def _own_event(self, token: str, entry: StreamEntry) -> bool:
+        flow = self.flows.get(token)
+        own = flow.own_events.get(entry.stream) if flow is not None else None
+        return own is not None and stream_id(entry.entry_id) <= stream_id(own)
 
     def _mark_connection_dirty(self, url: str) -> None:
         for token, flow in self.flows.items():
