@@ -51,3 +51,37 @@ def test_only_events_after_the_submission_count():
 
 def test_a_flow_read_for_real_counts_every_event():
     assert not tracker_with({})._own_event("uid1", entry("bull:q:events", "1-0"))
+
+
+async def test_a_new_flow_is_written_at_once_then_at_most_once_per_interval():
+    import asyncio
+    import time
+
+    refreshed: dict[str, list[float]] = {"a": [], "b": []}
+
+    async def refresh(flow: TrackedFlow) -> bool:
+        refreshed[flow.token].append(time.monotonic())
+        return False
+
+    tracker = FlowTracker(refresh, patch_interval=0.5, resync_interval=60, block_ms=100)
+    template = tracker_with({}).flows["uid1"]
+    for token in refreshed:
+        tracker.flows[token] = TrackedFlow(
+            template.ref, template.conn, "bull", [], 1, FlowStatus(), token=token
+        )
+    tracker.start()
+    try:
+        tracker.mark_dirty("a")
+        await asyncio.sleep(0.1)
+        assert len(refreshed["a"]) == 1
+        tracker.mark_dirty("b")  # "a" was just written: a new flow must not wait for its turn
+        await asyncio.sleep(0.1)
+        assert len(refreshed["b"]) == 1 and refreshed["b"][0] < refreshed["a"][0] + 0.5
+        for _ in range(5):  # "a" marked again and again: coalesced into one more, 0.5 s after
+            tracker.mark_dirty("a")
+            await asyncio.sleep(0.05)
+        assert len(refreshed["a"]) == 1
+        await asyncio.sleep(0.4)
+        assert len(refreshed["a"]) == 2 and refreshed["a"][1] - refreshed["a"][0] >= 0.5
+    finally:
+        await tracker.stop()

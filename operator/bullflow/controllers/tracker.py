@@ -2,7 +2,7 @@
 
 One reader per Redis connection XREADs the `<prefix>:<queue>:events` streams of every queue a
 live flow uses; an event naming a bullflow job id marks its flow dirty. A writer re-reads dirty
-flows from Redis at most once per `patch_interval` and patches their status when it changed.
+flows from Redis, each at most once per `patch_interval`, and patches their status when it changed.
 A slow resync marks every flow dirty: the safety net for what events cannot show (a failed
 child leaves its parent in waiting-children with no event) and for trimmed streams.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
@@ -22,6 +23,8 @@ from ..storage.kube import ObjectRef
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, StreamEntry, events_key
 
 log = logging.getLogger(__name__)
+# The write loop's shortest pause: marks that arrive together are handled together.
+WRITE_LOOP_TICK = 0.02
 
 
 @dataclass(slots=True)
@@ -91,6 +94,7 @@ class FlowTracker:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
+        self._not_before: dict[str, float] = {}  # token -> monotonic time of its next refresh
         self._refreshing: set[asyncio.Task[None]] = set()
 
     async def track(self, flow: TrackedFlow) -> None:
@@ -110,6 +114,7 @@ class FlowTracker:
     def forget(self, token: str) -> None:
         flow = self.flows.pop(token, None)
         self.dirty.discard(token)
+        self._not_before.pop(token, None)
         if flow is not None:
             watchers = self._watchers[flow.conn.url]
             watchers.subtract(flow.streams)
@@ -176,20 +181,29 @@ class FlowTracker:
                 self.mark_dirty(token)
 
     async def _write_loop(self) -> None:
-        """Every `patch_interval` at most, start a refresh of each dirty flow that is not being
-        refreshed already (one marked dirty meanwhile goes in a later round): a continuous
-        pipeline bounded by the semaphore, never waiting for a whole round to finish."""
+        """Start a refresh of each dirty flow that is not being refreshed already and was not
+        refreshed in the last `patch_interval` (the coalescing: one marked dirty meanwhile waits
+        for its turn). A continuous pipeline bounded by the semaphore, never waiting for a whole
+        round to finish; a new flow's first status goes out at once."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch = self.dirty - self._in_flight
-            self.dirty -= batch
-            for token in batch:
+            now = time.monotonic()
+            later: list[float] = []
+            for token in list(self.dirty - self._in_flight):
+                due = self._not_before.get(token, 0.0)
+                if due > now:
+                    later.append(due)
+                    continue
+                self.dirty.discard(token)
+                self._not_before[token] = now + self.patch_interval
                 self._in_flight.add(token)
                 task = asyncio.create_task(self._refresh_one(token))
                 self._refreshing.add(task)
                 task.add_done_callback(self._refreshing.discard)
-            await asyncio.sleep(self.patch_interval)
+            if later:
+                asyncio.get_running_loop().call_later(min(later) - now, self._wake.set)
+            await asyncio.sleep(WRITE_LOOP_TICK)
 
     async def _refresh_one(self, token: str) -> None:
         try:
