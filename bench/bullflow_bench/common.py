@@ -42,13 +42,15 @@ def tree(parent_queue: str, child_queue: str, children: int, root_id: str | None
     return root
 
 
-def flow_doc(name: str, prefix: str, root: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Flow",
-        "metadata": {"name": name},
-        "spec": {"prefix": prefix, "deletionPolicy": "Orphan", "root": root},
-    }
+def flow_doc(
+    name: str, prefix: str, root: dict[str, Any], deletion_policy: str | None = "Orphan"
+) -> dict[str, Any]:
+    """A Flow manifest. Orphan unless told: the bench's namespaces go with the whole cluster at
+    the end, after the operators stopped; None leaves the default (Delete, with a finalizer)."""
+    spec: dict[str, Any] = {"prefix": prefix, "root": root}
+    if deletion_policy is not None:
+        spec["deletionPolicy"] = deletion_policy
+    return {"apiVersion": API_VERSION, "kind": "Flow", "metadata": {"name": name}, "spec": spec}
 
 
 def job_ids(uid: str, children: int) -> list[str]:

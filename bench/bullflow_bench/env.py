@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bullflow import GROUP, VERSION
+from bullflow.controllers.flow import FINALIZER
 from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet
 from tests.harness.cluster import LocalCluster
 from tests.harness.redis import RedisServer
@@ -148,6 +149,7 @@ class FlowWatcher:
     custom: Any
     namespace: str
     added_at: dict[str, float] = field(default_factory=dict)
+    finalized_at: dict[str, float] = field(default_factory=dict)  # bullflow's finalizer seen
     submitted_at: dict[str, float] = field(default_factory=dict)
     finished_at: dict[str, float] = field(default_factory=dict)
     phase: dict[str, str] = field(default_factory=dict)
@@ -173,6 +175,8 @@ class FlowWatcher:
     def _observe(self, kind: str, obj: dict[str, Any], now: float) -> None:
         name = obj["metadata"]["name"]
         self.added_at.setdefault(name, now)
+        if FINALIZER in (obj["metadata"].get("finalizers") or ()):
+            self.finalized_at.setdefault(name, now)
         if kind == "MODIFIED":
             self.modified[name] += 1
         status = obj.get("status") or {}
@@ -248,6 +252,9 @@ class FlowWatcher:
 
     def count_submitted(self, names: Iterable[str]) -> int:
         return sum(1 for n in names if n in self.submitted_at)
+
+    def count_finalized(self, names: Iterable[str]) -> int:
+        return sum(1 for n in names if n in self.finalized_at)
 
     def count_finished(self, names: Iterable[str]) -> int:
         return sum(1 for n in names if n in self.finished_at)

@@ -103,7 +103,7 @@ def row(
 
 async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
     n, conc = prm.sub_flows, prm.concurrency
-    spaces = env.namespaces("sub", prm.repeats)
+    spaces = env.namespaces("sub", prm.repeats + 1)  # the last: deletionPolicy Delete
     floors = await api_floor(env, prm)
     operator = env.start_operator("sub")
     runs: list[dict[str, Any]] = []
@@ -202,6 +202,7 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
                     "node_bullmq": nd["bullmq"],
                 }
             )
+        with_finalizers = await burst_with_delete_policy(env, prm, custom, spaces[-1])
     env.stop_operator()
     del operator
 
@@ -230,6 +231,7 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "cpu_s_per_1000_flows": over_runs("cpu_s_per_1000_flows"),
         "floor_creates_alone_wall_s": summarize(f["creates_alone_wall_s"] for f in floors),
         "floor_ideal_operator_ratio": summarize(f["ratio"] for f in floors),
+        "delete_policy_burst": with_finalizers,
     }
     floor_ratio = metrics["floor_ideal_operator_ratio"]["p50"]
     rows = [
@@ -293,6 +295,17 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
             pace["p50"] / floor_ratio,
             "x",
         ),
+        row(
+            "deletionPolicy Delete (the default, + finalizer): all Submitted / creates took",
+            with_finalizers["keep_pace_ratio"],
+            "x",
+        ),
+        row(
+            "… every finalizer added / creates took",
+            with_finalizers["finalizers_ratio"],
+            "x",
+        ),
+        row("… apply → in Redis p50", with_finalizers["apply_to_redis_p50_s"], "s"),
         row("creates took, bullflow running", metrics["creates_wall_s"]["p50"], "s"),
         row(
             "creates took, nothing reacting",
@@ -309,6 +322,9 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "`<prefix>:child:events` minus the client's create time (same host clock). Its floor is "
         "when the API server delivers the Flow's ADDED watch event, the earliest any operator can "
         "act: measured by the bench's own watch (it does nothing but record) in the same burst.",
+        "The runs use deletionPolicy Orphan; one more run uses the default, Delete, whose Flows "
+        "also get bullflow's finalizer (one more write and watch event per Flow, after the "
+        "status).",
         "floor: the same creates with no bullflow, and a stand-in operator with no logic and "
         "no Redis that answers each ADDED watch event with one status write "
         f"({conc} in flight): the API server's share of the ratio on this machine.",
@@ -321,6 +337,38 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "rows": rows,
         "notes": notes,
         "cost": {"cpu_s_per_1000_flows": metrics["cpu_s_per_1000_flows"]},
+    }
+
+
+async def burst_with_delete_policy(
+    env: BenchEnv, prm: Params, custom: Any, ns: str
+) -> dict[str, float]:
+    """One more burst, the Flows left at the default deletionPolicy (Delete): the same
+    submission plus bullflow's finalizer on each Flow."""
+    n, prefix = prm.sub_flows, f"bsd{short_id()}"
+    watcher = await FlowWatcher(custom, ns).start()
+    try:
+        names = [f"d{i:05d}" for i in range(n)]
+        docs = [
+            flow_doc(nm, prefix, tree("parent", "child", 2), deletion_policy=None) for nm in names
+        ]
+        created = await create_flows(custom, ns, docs, prm.concurrency)
+        first = min(c.start for c in created.values())
+        creates_wall = max(c.done for c in created.values()) - first
+        await watcher.wait(
+            lambda: watcher.count_finalized(names) >= n, 120 + n / 5, f"{n} finalizers"
+        )
+        await watcher.wait(lambda: watcher.count_submitted(names) >= n, 60, f"{n} Submitted")
+    finally:
+        await watcher.stop()
+    added = await added_ms_by_uid(env.redis_url, f"{prefix}:child:events")
+    redis = [added[c.uid] / 1000 - c.start for c in created.values() if c.uid in added]
+    return {
+        "flows": n,
+        "creates_wall_s": creates_wall,
+        "keep_pace_ratio": (max(watcher.submitted_at[nm] for nm in names) - first) / creates_wall,
+        "finalizers_ratio": (max(watcher.finalized_at[nm] for nm in names) - first) / creates_wall,
+        "apply_to_redis_p50_s": summarize(redis)["p50"],
     }
 
 
