@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Copy crds/*.yaml into the Helm chart as templates (charts/bullflow/templates/crds/).
+"""Copy crds/*.yaml into the Helm chart as templates (charts/bullflow/templates/crds/): the CRDs
+and the admission policy that keeps a Flow's spec immutable.
 
 The chart's CRDs are templates, not Helm's crds/ folder, so that `helm upgrade` updates them; they
 get the chart's labels, are rendered only with `crds.install`, and carry
@@ -31,7 +32,8 @@ metadata:
     {{- include "bullflow.labels" . | nindent 4 }}
   {{- if .Values.crds.keep }}
   annotations:
-    # Uninstalling the chart must not delete the CRD (and with it every resource of its kind).
+    # Uninstalling the chart must not delete the CRDs (and with them every Flow and WorkerPool),
+    # nor the policy that guards Flows.
     helm.sh/resource-policy: keep
   {{- end }}
 """

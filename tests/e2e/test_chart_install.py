@@ -25,6 +25,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from bullflow.crdgen import SPEC_IMMUTABLE_POLICY
 from tests.e2e.flows import Flows, condition, load_example, nodes_by_name, queues_of
 from tests.e2e.operator_proc import OperatorProcess, WorkerSet
 from tests.e2e.workerpool_support import (
@@ -45,7 +46,13 @@ ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = re.compile(r"\b403\b|[Ff]orbidden")
 CHART = ROOT / "charts" / "bullflow"
 RELEASE = "bf"
-CRDS = ("flows.bullflow.io", "workerpools.bullflow.io")
+# What crds.install installs (kind, name): the CRDs and the Flow spec's admission policy.
+CRDS = (
+    ("crd", "flows.bullflow.io"),
+    ("crd", "workerpools.bullflow.io"),
+    ("validatingadmissionpolicy", SPEC_IMMUTABLE_POLICY),
+    ("validatingadmissionpolicybinding", SPEC_IMMUTABLE_POLICY),
+)
 
 
 @dataclass
@@ -89,16 +96,16 @@ def release(
         kubectl("create", "namespace", ns)
     # The CRDs already exist (applied by the e2e session from crds/): let this release adopt them,
     # as a user moving from `kubectl apply -f crds/` to the chart would.
-    for crd in CRDS:
+    for kind, name in CRDS:
         kubectl(
             "annotate",
             "--overwrite",
-            "crd",
-            crd,
+            kind,
+            name,
             f"meta.helm.sh/release-name={RELEASE}",
             f"meta.helm.sh/release-namespace={rel.namespace}",
         )
-        kubectl("label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
+        kubectl("label", "--overwrite", kind, name, "app.kubernetes.io/managed-by=Helm")
     started = time.monotonic()
     helm(
         harness_tools,
@@ -171,8 +178,8 @@ def test_chart_objects_in_cluster(release: Release, kubectl: Any, kube_client: A
     assert f"--namespace={release.watched}" in container.args
     assert container.security_context.read_only_root_filesystem is True
     assert pod.spec.service_account_name == release.service_account
-    for crd in CRDS:
-        out = kubectl("get", "crd", crd, "-o", "yaml").stdout
+    for kind, name in CRDS:
+        out = kubectl("get", kind, name, "-o", "yaml").stdout
         assert "helm.sh/resource-policy: keep" in out
 
 
@@ -578,8 +585,8 @@ def test_uninstall_keeps_crds_and_flows(
     before = set(kubectl("get", "flows", "-n", release.watched, "-o", "name").stdout.split())
     assert "flow.bullflow.io/survivor" in before
     helm(harness_tools, release.kubeconfig, "uninstall", RELEASE, "-n", release.namespace, "--wait")
-    for crd in CRDS:
-        kubectl("get", "crd", crd)
+    for kind, name in CRDS:
+        kubectl("get", kind, name)
     after = set(kubectl("get", "flows", "-n", release.watched, "-o", "name").stdout.split())
     assert before == after
     gone = kubectl(

@@ -60,24 +60,32 @@ def test_crd_templates_in_sync_with_crds_dir() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+# What crds.install renders from crds/: the CRDs and the Flow spec's admission policy.
+CRDS_DIR_KINDS = (
+    "CustomResourceDefinition",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
+
+
+def crds_dir_objects(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in CRDS_DIR_KINDS}
+
+
 def test_rendered_crds_equal_crds_dir(harness_tools: Tools) -> None:
-    rendered = {
-        d["metadata"]["name"]: d for d in by_kind(render(harness_tools), "CustomResourceDefinition")
-    }
-    sources = {}
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text())
-        sources[doc["metadata"]["name"]] = doc
-    assert set(rendered) == set(sources)
-    for name, doc in sources.items():
-        assert rendered[name]["spec"] == doc["spec"], name
-        assert rendered[name]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-    # crds.keep=false drops the annotation; crds.install=false drops the CRDs.
-    unkept = by_kind(render(harness_tools, "--set", "crds.keep=false"), "CustomResourceDefinition")
-    assert unkept and all("annotations" not in d["metadata"] for d in unkept)
-    assert not by_kind(
-        render(harness_tools, "--set", "crds.install=false"), "CustomResourceDefinition"
+    rendered = crds_dir_objects(render(harness_tools))
+    sources = crds_dir_objects(
+        [yaml.safe_load(path.read_text()) for path in sorted((ROOT / "crds").glob("*.yaml"))]
     )
+    assert set(rendered) == set(sources)
+    assert {kind for kind, _ in sources} == set(CRDS_DIR_KINDS)
+    for key, doc in sources.items():
+        assert rendered[key]["spec"] == doc["spec"], key
+        assert rendered[key]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    # crds.keep=false drops the annotation; crds.install=false drops them all.
+    unkept = crds_dir_objects(render(harness_tools, "--set", "crds.keep=false"))
+    assert unkept and all("annotations" not in d["metadata"] for d in unkept.values())
+    assert not crds_dir_objects(render(harness_tools, "--set", "crds.install=false"))
 
 
 @pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.stem if v else "bare")

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import yaml
 
-from bullflow.crdgen import all_crds, render
+from bullflow.crdgen import all_crds, all_policies, render
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
 def test_crds_dir_matches_the_models():
-    for filename, crd in all_crds().items():
+    for filename, crd in {**all_crds(), **all_policies()}.items():
         on_disk = (CRDS / filename).read_text()
         assert on_disk == render(crd), f"crds/{filename} is stale: run `make crds`"
 
@@ -42,3 +42,15 @@ def test_flow_crd_has_cel_rules_printer_columns_and_category():
     assert [c["name"] for c in version["additionalPrinterColumns"]][:2] == ["Phase", "Progress"]
     assert crd["spec"]["names"]["categories"] == ["bullflow"]
     assert version["subresources"] == {"status": {}}
+
+
+def test_spec_immutability_is_an_admission_policy_not_a_crd_rule():
+    """A CRD rule on the spec runs on every status write too: the policy matches `flows` updates
+    only, never `flows/status`."""
+    crd = all_crds()["flows.bullflow.io.yaml"]
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert "oldSelf" not in yaml.safe_dump(spec)
+    (policy,) = [p for p in all_policies().values() if p["kind"] == "ValidatingAdmissionPolicy"]
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["flows"] and rule["operations"] == ["UPDATE"]
+    assert policy["spec"]["validations"][0]["expression"] == "object.spec == oldObject.spec"
