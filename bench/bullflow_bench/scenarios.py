@@ -110,6 +110,7 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
     lat_submit: list[float] = []
     lat_redis: list[float] = []
     lat_watch: list[float] = []
+    timeline: list[list[tuple[float, float, float, float]]] = [[] for _ in range(TENTHS)]
     py_lat: list[float] = []
     node_lat: list[float] = []
     probe_submit: list[float] = []
@@ -150,6 +151,8 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
             lat_submit += run_submit
             lat_redis += run_redis
             lat_watch += [watcher.added_at[nm] - created[nm].start for nm in names]
+            for tenth, steps in enumerate(burst_timeline(created, watcher, added)):
+                timeline[tenth] += steps
             probe_added = await added_ms_by_uid(env.redis_url, f"{prefix}:probe-child:events")
             probe_redis.extend(
                 probe_added[uid] / 1000 - start
@@ -214,7 +217,7 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
     pyl, ndl = summarize(py_lat), summarize(node_lat)
     pace, fps = over_runs("keep_pace_ratio"), over_runs("flows_per_s")
     py_fps, nd_fps = over_runs("python_flows_per_s"), over_runs("node_flows_per_s")
-    metrics = {
+    metrics: dict[str, Any] = {
         "create_to_submitted_s": sub,
         "apply_to_redis_s": red,
         "create_to_watch_event_s": seen,
@@ -232,6 +235,7 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "floor_creates_alone_wall_s": summarize(f["creates_alone_wall_s"] for f in floors),
         "floor_ideal_operator_ratio": summarize(f["ratio"] for f in floors),
         "delete_policy_burst": with_finalizers,
+        "timeline_ms": [timeline_row(steps) for steps in timeline],
     }
     floor_ratio = metrics["floor_ideal_operator_ratio"]["p50"]
     rows = [
@@ -325,6 +329,15 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "The runs use deletionPolicy Orphan; one more run uses the default, Delete, whose Flows "
         "also get bullflow's finalizer (one more write and watch event per Flow, after the "
         "status).",
+        "Timeline of a burst, median per tenth of the creates (in creation order), pooled over "
+        "runs, in ms: create request / created → ADDED seen by the bench's watch / → in Redis / "
+        "→ Submitted seen: "
+        + "; ".join(
+            f"{i + 1}: " + "/".join(f"{v:.0f}" for v in row.values())
+            for i, row in enumerate(metrics["timeline_ms"])
+            if row
+        )
+        + ".",
         "floor: the same creates with no bullflow, and a stand-in operator with no logic and "
         "no Redis that answers each ADDED watch event with one status write "
         f"({conc} in flight): the API server's share of the ratio on this machine.",
@@ -337,6 +350,40 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "rows": rows,
         "notes": notes,
         "cost": {"cpu_s_per_1000_flows": metrics["cpu_s_per_1000_flows"]},
+    }
+
+
+TENTHS = 10
+TIMELINE_STEPS = ("create_request", "to_added_seen", "to_in_redis", "to_submitted_seen")
+
+
+def burst_timeline(
+    created: dict[str, Any], watcher: FlowWatcher, added_ms: dict[str, int]
+) -> list[list[tuple[float, float, float, float]]]:
+    """Where each Flow of a burst spent its time, grouped by tenth of the creates: the create
+    request, created → its ADDED event seen by the bench's watch (the operator's arrives about
+    then), → its jobs in Redis, → `Submitted` seen."""
+    flows = sorted(created.values(), key=lambda c: c.start)
+    out: list[list[tuple[float, float, float, float]]] = [[] for _ in range(TENTHS)]
+    for i, c in enumerate(flows):
+        if c.uid not in added_ms or c.name not in watcher.submitted_at:
+            continue
+        seen, redis = watcher.added_at[c.name], added_ms[c.uid] / 1000
+        steps = (
+            c.done - c.start,
+            seen - c.done,
+            redis - seen,
+            watcher.submitted_at[c.name] - redis,
+        )
+        out[i * TENTHS // len(flows)].append(steps)
+    return out
+
+
+def timeline_row(steps: list[tuple[float, float, float, float]]) -> dict[str, float]:
+    if not steps:
+        return {}
+    return {
+        name: summarize(s[k] for s in steps)["p50"] * 1000 for k, name in enumerate(TIMELINE_STEPS)
     }
 
 
