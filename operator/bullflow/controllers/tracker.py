@@ -39,7 +39,8 @@ class TrackedFlow:
     token: str = ""  # what job ids derive from: the uid, or the idempotency key's digest
     keeps_outcome: bool = False  # record the final status in the marker (idempotencyKey)
     # Submitted by this very reconcile: the first status is built from the states the submission
-    # left (flowstatus.just_submitted), the jobs are read for real in the next round.
+    # left (flowstatus.just_submitted); the jobs are read for real once an event after
+    # `own_events`, or the resync, marks the flow dirty.
     just_submitted: bool = False
     # {events stream: last id} right after the submission transaction: the events at or before
     # it are the submission's own ("added", "waiting"...), already in the first status.

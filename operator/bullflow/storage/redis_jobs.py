@@ -49,6 +49,11 @@ def job_key(prefix: str, queue: str, job_id: str) -> str:
     return f"{prefix}:{queue}:{job_id}"
 
 
+def _newest_id(reply: Any) -> str:
+    """The id in an `XREVRANGE <key> + - COUNT 1` reply; "0-0" (before any) for an empty stream."""
+    return reply[0][0] if reply else "0-0"
+
+
 def _decode(raw: str | None) -> Any:
     if raw is None:
         return None
@@ -142,9 +147,7 @@ class BullRedis:
                 "the flow cannot complete as specified"
             )
         tails = results[len(entries) + 1 :]
-        return {
-            key: tail[0][0] if tail else "0-0" for key, tail in zip(streams, tails, strict=True)
-        }
+        return {key: _newest_id(tail) for key, tail in zip(streams, tails, strict=True)}
 
     async def snapshots(self, prefix: str, jobs: list[PlannedJob]) -> dict[str, JobSnapshot]:
         """State, attempts, return value and failure of every job, in one pipeline."""
@@ -219,8 +222,7 @@ class BullRedis:
 
     async def stream_tail(self, key: str) -> str:
         """The id of the newest event, so reading can resume right after it."""
-        last: Any = await self.client.xrevrange(key, count=1)
-        return last[0][0] if last else "0-0"
+        return _newest_id(await self.client.xrevrange(key, count=1))
 
     async def read_events(
         self, streams: dict[str, str], block_ms: int, count: int = 1000
