@@ -187,7 +187,8 @@ def test_scale_down_during_work_loses_and_repeats_nothing(
     final = job_counts(redis_url, redis_prefix, "slow")
     assert final["completed"] == 8 and final["failed"] == 0, final
     finished = sup.finished()
-    assert not any(p.killed for p in finished), "a worker was SIGKILLed mid-job"
+    killed = {p.pod_name: p.log_text()[-3000:] for p in finished if p.killed}
+    assert not killed, f"workers SIGKILLed at the end of their grace period: {killed}"
     assert all(p.exit_code == 0 for p in finished), [(p.pod_name, p.exit_code) for p in finished]
     # Every busy worker got its active-job count as pod-deletion-cost before the scale-down.
     assert costs and all(v == "1" for v in costs.values()), costs

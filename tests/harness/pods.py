@@ -27,6 +27,7 @@ from tests.harness.process import _set_pdeathsig
 
 log = logging.getLogger(__name__)
 
+DEFAULT_GRACE_SECONDS = 30.0  # the API server's default terminationGracePeriodSeconds
 CommandForPod = Callable[[Any], list[str]]
 EnvForPod = Callable[[Any], Mapping[str, str]]
 
@@ -39,7 +40,7 @@ class PodProcess:
     popen: subprocess.Popen[bytes]
     log_path: Path
     started_at: float
-    grace_seconds: float = 30.0
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
     terminating_since: float | None = None
     exit_code: int | None = None
     finished_at: float | None = None
@@ -207,11 +208,7 @@ class PodProcessSupervisor:
                     pod is None or pod.metadata.deletion_timestamp is not None
                 ):
                     if pod is not None:
-                        grace = pod.metadata.deletion_grace_period_seconds
-                        if grace is None:
-                            grace = pod.spec.termination_grace_period_seconds
-                        if grace is not None:
-                            proc.grace_seconds = float(grace)
+                        proc.grace_seconds = termination_grace(pod, proc.grace_seconds)
                     proc.terminating_since = now
                     log.info(
                         "SIGTERM pod process %s (grace %ss)", proc.pod_name, proc.grace_seconds
@@ -279,7 +276,6 @@ class PodProcessSupervisor:
             process_group=0,
             preexec_fn=_set_pdeathsig,
         )
-        grace = pod.spec.termination_grace_period_seconds
         log.info("started pod process %s pid=%s: %s", name, popen.pid, argv)
         return PodProcess(
             pod_name=name,
@@ -288,7 +284,7 @@ class PodProcessSupervisor:
             popen=popen,
             log_path=log_path,
             started_at=time.monotonic(),
-            grace_seconds=float(30 if grace is None else grace),
+            grace_seconds=termination_grace(pod, DEFAULT_GRACE_SECONDS),
             _log_file=log_file,
         )
 
@@ -313,6 +309,19 @@ class PodProcessSupervisor:
                 p.poll()
                 self._finished.append(p)
                 del self._active[uid]
+
+
+def termination_grace(pod: Any, default: float) -> float:
+    """Seconds between SIGTERM and SIGKILL for a pod's process, as a kubelet would allow.
+
+    A deleted pod carries the deleter's grace in deletionGracePeriodSeconds. kwok then confirms
+    the deletion at once with a grace-0 delete (a kubelet does that once the containers have
+    stopped), and the pod may be seen in that state first: a 0 is kwok's, not the deleter's.
+    """
+    grace = pod.metadata.deletion_grace_period_seconds
+    if not grace:
+        grace = pod.spec.termination_grace_period_seconds
+    return default if grace is None else float(grace)
 
 
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
