@@ -58,9 +58,11 @@ class HttpServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            request_line = await asyncio.wait_for(reader.readline(), timeout=10)
+            async with asyncio.timeout(10):
+                request_line = await reader.readline()
             while True:  # drain headers
-                line = await asyncio.wait_for(reader.readline(), timeout=10)
+                async with asyncio.timeout(10):
+                    line = await reader.readline()
                 if line in (b"\r\n", b"\n", b""):
                     break
             parts = request_line.decode("latin-1").split()

@@ -85,11 +85,10 @@ async def wait_for_redis(url: str, timeout: float, stop: asyncio.Event) -> str:
             "redis not reachable yet, retrying",
             extra={"url": shown, "attempt": attempt, "error": last_error},
         )
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=min(delay, remaining))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(delay, remaining)):
+                await stop.wait()
             raise StopRequested
-        except TimeoutError:
-            pass
         delay = min(delay * 2, 5.0)
 
 
@@ -290,7 +289,10 @@ class WorkerApp:
                     except (RedisError, OSError) as exc:
                         log.debug("activity report failed", extra={"error": str(exc)})
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._activity_changed.wait(), timeout=0.5)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+                    # that lands as the event fires, and this loop would then never end.
+                    async with asyncio.timeout(0.5):
+                        await self._activity_changed.wait()
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()

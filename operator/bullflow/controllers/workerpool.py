@@ -283,7 +283,10 @@ class WorkerPoolController:
                         f"{type(err).__name__}: {err}",
                     )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(state.wake.wait(), timeout=sleep)
+                    # Not wait_for: on Python 3.11 it swallows a cancel that lands as the
+                    # event fires.
+                    async with asyncio.timeout(sleep):
+                        await state.wake.wait()
                 elapsed = time.monotonic() - started
                 if elapsed < MIN_TURN_SECONDS:
                     await asyncio.sleep(MIN_TURN_SECONDS - elapsed)
