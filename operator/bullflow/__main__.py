@@ -59,7 +59,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from .handlers import flow, lifecycle, workerpool  # noqa: F401 - registers the handlers
+    from .handlers import flow, kopf_namespaces, lifecycle, workerpool  # noqa: F401 - registers
+
+    kopf_namespaces.install()
 
     kopf.configure(
         verbose=args.verbose,
