@@ -157,9 +157,10 @@ async def node_flowproducer(
     }
 
 
-async def added_ms_by_uid(redis_url: str, stream: str) -> dict[str, int]:
-    """Flow uid -> the earliest `added` event (stream id ms: Redis's clock at XADD) of its jobs
-    in one queue's events stream."""
+async def added_ms_by_uid(redis_url: str, stream: str, *, latest: bool = False) -> dict[str, int]:
+    """Flow uid -> the earliest (or `latest`) `added` event (stream id ms: Redis's clock at
+    XADD) of its jobs in one queue's events stream."""
+    pick = max if latest else min
     client = aioredis.from_url(redis_url, decode_responses=True)
     out: dict[str, int] = {}
     try:
@@ -172,7 +173,7 @@ async def added_ms_by_uid(redis_url: str, stream: str) -> dict[str, int]:
                     continue
                 uid = job[3:39]
                 ms = int(entry_id.split("-")[0])
-                out[uid] = min(ms, out.get(uid, ms))
+                out[uid] = pick(ms, out.get(uid, ms))
             if len(entries) < 5000:
                 return out
             start = "(" + entries[-1][0]

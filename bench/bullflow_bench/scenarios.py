@@ -608,6 +608,11 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
             await watcher.wait(lambda: "large" in watcher.submitted_at, 300, "Submitted")
             submit_s = watcher.submitted_at["large"] - c.start
             redis_s = metric_sum(env.metrics(), "bullflow_flow_submit_seconds_sum") - submit0
+            added = [
+                await added_ms_by_uid(env.redis_url, f"{prefix}:{q}:events", latest=True)
+                for q in ("lp", "lc")
+            ]
+            in_redis_ms = max(last[c.uid] for last in added)
             ws = env.workers(f"large-{r}")
             t_workers = time.time()
             ws.start("node", ["lp", "lc"], prefix, concurrency=100)
@@ -622,6 +627,7 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
                 {
                     "children": k,
                     "create_to_submitted_s": submit_s,
+                    "create_to_in_redis_s": in_redis_ms / 1000 - c.start,
                     "create_request_s": c.done - c.start,
                     "operator_redis_submit_s": redis_s,
                     "python_add_s": py["wall_s"],
@@ -640,8 +646,9 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
     def m(key: str) -> dict[str, float]:
         return summarize(run[key] for run in runs)
 
-    sub, redis_s, py, nd = (
+    sub, in_redis, redis_s, py, nd = (
         m("create_to_submitted_s"),
+        m("create_to_in_redis_s"),
         m("operator_redis_submit_s"),
         m("python_add_s"),
         m("node_add_s"),
@@ -656,6 +663,12 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
             **baselines,
             target="≤ 1.5x Python FlowProducer",
             met=sub["p50"] <= 1.5 * py["p50"],
+        ),
+        row(
+            "… create → every job in Redis (what FlowProducer.add's time covers)",
+            in_redis["p50"],
+            "s",
+            **baselines,
         ),
         row(
             "… of which the operator's Redis transaction",
@@ -686,6 +699,7 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "runs": runs,
         "metrics": {
             "create_to_submitted_s": sub,
+            "create_to_in_redis_s": in_redis,
             "python_add_s": py,
             "node_add_s": nd,
             "status_bytes": size,
@@ -697,6 +711,10 @@ async def large_flow(env: BenchEnv, prm: Params) -> dict[str, Any]:
             f"One Flow: a parent with {k:,} children; baselines add the same tree with one "
             "FlowProducer.add call. The operator's time starts when the create request is "
             "sent (it includes the API server storing a large object).",
+            "create → every job in Redis ends at the last `added` event of the Flow's jobs "
+            "(Redis's clock): the moment workers can start, where FlowProducer.add returns. "
+            "create → Submitted adds writing that news to the Flow's status and seeing it; "
+            "the target is judged on that full path.",
             "floor: the same Flow created where no operator watches, and one small status "
             "write answering its ADDED event (floor.py): what the API server alone costs "
             "before any job reaches Redis.",
