@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import random
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
     install_memory_dump()
+    tune_garbage_collector()
     settings = kopf.OperatorSettings()
     if args.peering_lifetime:
         settings.peering.lifetime = args.peering_lifetime
@@ -92,6 +94,23 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     return 0
+
+
+# CPython's default (700, 10, 10) collects the young generation every 700 net allocations, so
+# most objects of a burst (watch events, models, Redis commands: short-lived, but alive across a
+# few awaits) got promoted, and the promotions kept forcing full collections over everything the
+# operator holds, each a pause of the event loop. Measured (gc.callbacks, make bench A/B, old and
+# new interleaved, 3 rounds): full collections in the submission scenario 22 -> 2, its burst
+# "all Submitted / creates took" 1.36-1.52x -> 1.24-1.36x; operator CPU for three 10,000-job
+# flows 4.7-5.2 s -> 3.5-4.1 s. A young generation of 50,000 lets those objects die first.
+GC_THRESHOLDS = (50_000, 10, 10)
+
+
+def tune_garbage_collector() -> None:
+    """Bigger young generation; and the objects of start-up (modules, classes, kopf's registry)
+    moved out of every collection's sight, since they live until exit anyway."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
 
 
 def install_memory_dump() -> None:
