@@ -200,6 +200,17 @@ async def hash_field(
     return out
 
 
+async def script_seconds(redis_url: str) -> float:
+    """Redis's own time running Lua scripts so far (INFO commandstats: EVALSHA and EVAL usec),
+    where BullMQ's job additions run whoever sends them."""
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        stats: Any = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return sum(stats.get(f"cmdstat_{c}", {}).get("usec", 0) for c in ("evalsha", "eval")) / 1e6
+
+
 async def zcard(redis_url: str, key: str) -> int:
     client = aioredis.from_url(redis_url, decode_responses=True)
     try:
