@@ -50,6 +50,14 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def main_thread_schedstat(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of the process's main thread,
+    the operator's event loop (/proc/<pid>/schedstat; the kernel's scheduler statistics)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        on_cpu_ns, waiting_ns = f.read().split()[:2]
+    return int(on_cpu_ns) / 1e9, int(waiting_ns) / 1e9
+
+
 class Sampler:
     """Samples a process's RSS every `interval` seconds (asyncio task) and its CPU over the
     window: `async with Sampler(pid) as s: ...; s.result()`."""

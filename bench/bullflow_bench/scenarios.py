@@ -24,7 +24,16 @@ from .common import (
     tree,
     zcard,
 )
-from .env import ROOT, BenchEnv, FlowWatcher, Sampler, kube_clients, metric_sum, proc_cpu_seconds
+from .env import (
+    ROOT,
+    BenchEnv,
+    FlowWatcher,
+    Sampler,
+    kube_clients,
+    main_thread_schedstat,
+    metric_sum,
+    proc_cpu_seconds,
+)
 from .floor import creates_alone, ideal_operator
 from .stats import ratio, summarize
 
@@ -136,6 +145,7 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
             docs = [flow_doc(nm, prefix, tree("parent", "child", 2)) for nm in names]
             pid = env.operator_pid
             cpu0 = proc_cpu_seconds(pid)
+            sched0 = main_thread_schedstat(pid)
             snap0, t_snap0 = env.cpu_snapshot(), time.time()
             created = await create_flows(custom, ns, docs, conc)
             first = min(c.start for c in created.values())
@@ -145,7 +155,8 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
             )
             submit_wall = max(watcher.submitted_at[nm] for nm in names) - first
             cpu_submit = proc_cpu_seconds(pid) - cpu0
-            cpu_share = env.cpu_share(snap0, env.cpu_snapshot(), time.time() - t_snap0)
+            sched1, window = main_thread_schedstat(pid), time.time() - t_snap0
+            cpu_share = env.cpu_share(snap0, env.cpu_snapshot(), window)
             run_submit = [watcher.submitted_at[nm] - created[nm].start for nm in names]
             added = await added_ms_by_uid(env.redis_url, f"{prefix}:child:events")
             run_redis = apply_to_redis_s(created, added)
@@ -196,6 +207,8 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
                     "apply_to_redis_p50_s": summarize(run_redis)["p50"],
                     "e2e_wall_s": e2e_wall,
                     "operator_cpu_s_submit": cpu_submit,
+                    "event_loop_on_cpu_share": (sched1[0] - sched0[0]) / window,
+                    "event_loop_waiting_for_cpu_share": (sched1[1] - sched0[1]) / window,
                     "cpu_percent_by_process_while_submitting": cpu_share,
                     "operator_cpu_s_end_to_end": cpu_total,
                     "cpu_s_per_1000_flows": cpu_total / n * 1000,
@@ -233,6 +246,8 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "creates_wall_s": over_runs("creates_wall_s"),
         "submitted_wall_s": over_runs("submitted_wall_s"),
         "cpu_s_per_1000_flows": over_runs("cpu_s_per_1000_flows"),
+        "event_loop_on_cpu_share": over_runs("event_loop_on_cpu_share"),
+        "event_loop_waiting_for_cpu_share": over_runs("event_loop_waiting_for_cpu_share"),
         "floor_creates_alone_wall_s": summarize(f["creates_alone_wall_s"] for f in floors),
         "floor_ideal_operator_ratio": summarize(f["ratio"] for f in floors),
         "delete_policy_burst": with_finalizers,
@@ -301,6 +316,16 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
             "x",
         ),
         row(
+            "… operator's event loop meanwhile: on a CPU",
+            100 * metrics["event_loop_on_cpu_share"]["p50"],
+            "% of the time",
+        ),
+        row(
+            "… operator's event loop: waiting for a CPU",
+            100 * metrics["event_loop_waiting_for_cpu_share"]["p50"],
+            "% of the time",
+        ),
+        row(
             "deletionPolicy Delete (the default, + finalizer): all Submitted / creates took",
             with_finalizers["keep_pace_ratio"],
             "x",
@@ -327,6 +352,11 @@ async def submission(env: BenchEnv, prm: Params) -> dict[str, Any]:
         "`<prefix>:child:events` minus the client's create time (same host clock). Its floor is "
         "when the API server delivers the Flow's ADDED watch event, the earliest any operator can "
         "act: measured by the bench's own watch (it does nothing but record) in the same burst.",
+        "The operator's event loop (its main thread) from the first create to the last "
+        "Submitted: time on a CPU and time runnable but queued for one (/proc/<pid>/schedstat). "
+        "When the two add up to about 100 %, the loop had work all along and the waiting "
+        "share is what the machine's other processes (API server, etcd, the bench) took "
+        "from it.",
         "The runs use deletionPolicy Orphan; one more run uses the default, Delete, whose Flows "
         "also get bullflow's finalizer (one more write and watch event per Flow, after the "
         "status).",
