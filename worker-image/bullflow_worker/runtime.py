@@ -85,11 +85,19 @@ async def wait_for_redis(url: str, timeout: float, stop: asyncio.Event) -> str:
             "redis not reachable yet, retrying",
             extra={"url": shown, "attempt": attempt, "error": last_error},
         )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(delay, remaining)):
-                await stop.wait()
+        if await wait_set(stop, min(delay, remaining)):
             raise StopRequested
         delay = min(delay * 2, 5.0)
+
+
+async def wait_set(event: asyncio.Event, timeout: float) -> bool:
+    """Wait at most `timeout` seconds for `event`; True if it is set. Not `asyncio.wait_for`:
+    on Python 3.11 that swallows a cancel landing as the event fires, and a loop around it
+    would then never end."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    return event.is_set()
 
 
 class WorkerApp:
@@ -288,11 +296,7 @@ class WorkerApp:
                         last, last_write = active, now
                     except (RedisError, OSError) as exc:
                         log.debug("activity report failed", extra={"error": str(exc)})
-                with contextlib.suppress(TimeoutError):
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
-                    # that lands as the event fires, and this loop would then never end.
-                    async with asyncio.timeout(0.5):
-                        await self._activity_changed.wait()
+                await wait_set(self._activity_changed, 0.5)
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
