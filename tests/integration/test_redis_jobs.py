@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import uuid
 
 import pytest
@@ -9,7 +11,13 @@ from bullmq import Queue
 
 from bullflow.models.flow import FlowSpec
 from bullflow.services.flowtree import plan, to_flowproducer
-from bullflow.storage.redis_jobs import BullRedis, SubmissionRejected, marker_key
+from bullflow.storage.redis_jobs import (
+    REDIS_ERRORS,
+    BullRedis,
+    SubmissionRejected,
+    events_key,
+    marker_key,
+)
 
 SPEC = FlowSpec.model_validate(
     {
@@ -121,3 +129,74 @@ async def test_submit_returns_where_its_own_events_end(conn, redis_prefix):
     await Queue("rb", {"connection": conn.client, "prefix": redis_prefix}).add("later", {})
     newest = (await conn.client.xrevrange(events_key(redis_prefix, "rb"), count=1))[0][0]
     assert stream_id(newest) > stream_id(own[events_key(redis_prefix, "rb")])
+
+
+async def _exec_calls(conn: BullRedis) -> int:
+    stats = await conn.client.info("commandstats")
+    return int(stats.get("cmdstat_exec", {}).get("calls", 0))
+
+
+async def test_flows_submitted_together_share_one_transaction_each_with_its_marker(
+    conn, redis_prefix
+):
+    uids = [str(uuid.uuid4()) for _ in range(20)]
+    before = await _exec_calls(conn)
+    owns = await asyncio.gather(
+        *(conn.submit(redis_prefix, to_flowproducer(SPEC, u), u, {"uid": u}) for u in uids)
+    )
+    assert await _exec_calls(conn) - before == 1
+    for uid, own in zip(uids, owns, strict=True):
+        assert own is not None and set(own) == {
+            events_key(redis_prefix, "ra"),
+            events_key(redis_prefix, "rb"),
+        }
+        assert await conn.is_submitted(redis_prefix, uid) == {"uid": uid}
+        snaps = await conn.snapshots(redis_prefix, plan(SPEC, uid))
+        assert [s.state for s in snaps.values()] == ["waiting-children", "waiting", "prioritized"]
+
+
+async def test_the_same_flow_twice_in_one_batch_is_added_once(conn, redis_prefix):
+    uid = str(uuid.uuid4())
+    owns = await asyncio.gather(
+        *(conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid}) for _ in "ab")
+    )
+    assert owns[0] is not None and owns[1] is None
+    queue = Queue("rb", {"connection": conn.client, "prefix": redis_prefix})
+    assert await queue.getJobCounts("waiting", "prioritized") == {"waiting": 1, "prioritized": 1}
+
+
+async def test_a_refused_flow_does_not_fail_the_others_in_its_transaction(conn, redis_prefix):
+    taken = str(uuid.uuid4())
+    await conn.submit(redis_prefix, to_flowproducer(SPEC, taken), taken, {"uid": taken})
+    good, bad, also_good = (str(uuid.uuid4()) for _ in range(3))
+    thief = to_flowproducer(SPEC, bad)
+    thief[0]["children"][0]["opts"]["jobId"] = f"bf-{taken}-0.0"  # a live child of another flow
+    before = await _exec_calls(conn)
+    outcomes = await asyncio.gather(
+        conn.submit(redis_prefix, to_flowproducer(SPEC, good), good, {"uid": good}),
+        conn.submit(redis_prefix, thief, bad, {"uid": bad}),
+        conn.submit(redis_prefix, to_flowproducer(SPEC, also_good), also_good, {}),
+        return_exceptions=True,
+    )
+    assert await _exec_calls(conn) - before == 1
+    assert isinstance(outcomes[1], SubmissionRejected)
+    assert isinstance(outcomes[0], dict) and isinstance(outcomes[2], dict)
+    for uid in (good, also_good):
+        snaps = await conn.snapshots(redis_prefix, plan(SPEC, uid))
+        assert "unknown" not in {s.state for s in snaps.values()}
+
+
+async def test_unreachable_redis_fails_every_submission_of_the_batch(redis_prefix):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = BullRedis(f"redis://127.0.0.1:{port}", timeout=1.0)
+    try:
+        uids = [str(uuid.uuid4()) for _ in range(3)]
+        outcomes = await asyncio.gather(
+            *(down.submit(redis_prefix, to_flowproducer(SPEC, u), u, {}) for u in uids),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, REDIS_ERRORS) for o in outcomes), outcomes
+    finally:
+        await down.close()

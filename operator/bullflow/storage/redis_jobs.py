@@ -22,9 +22,13 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from ..services.flowstatus import JobSnapshot
 from ..services.flowtree import PlannedJob
+from .batching import GroupCommit
 
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 MARKER_PREFIX = "bullflow:flow"
+# Flows submitted together share one MULTI/EXEC up to this many jobs (a bigger flow goes alone):
+# Redis runs a transaction's scripts without serving anyone else, ~20 µs per job.
+MAX_JOBS_PER_TRANSACTION = 2000
 
 
 class SubmissionRejected(Exception):
@@ -110,6 +114,35 @@ def with_hiredis_packing(connection_class: type) -> type:
     return _packing_classes[connection_class]
 
 
+@dataclass(frozen=True)
+class _Submission:
+    prefix: str
+    token: str
+    marker: dict[str, Any]
+    entries: list[dict]  # FlowProducer's: {"job": Job, "is_parent": bool}, parents first
+    streams: list[str]  # the events streams its jobs write to
+
+
+def _outcome(sub: _Submission, results: list[Any]) -> dict[str, str] | Exception:
+    """One flow's part of a transaction's replies: its jobs', its marker's, its streams' tails."""
+    jobs = len(sub.entries)
+    marked = results[jobs]
+    if isinstance(marked, Exception):
+        return marked  # no marker: a retry submits again (jobs already added keep their ids)
+    errors = [r for r in results if isinstance(r, Exception)]
+    if errors:  # marked, so never retried: say what Redis refused
+        refused = f"Redis refused {len(errors)} of the flow's commands: {errors[0]}"
+        return SubmissionRejected(refused)
+    failures = [r for r in results[:jobs] if isinstance(r, int) and r < 0]
+    if failures:
+        return SubmissionRejected(
+            f"BullMQ refused {len(failures)} job(s) (error codes {failures[:5]}); "
+            "the flow cannot complete as specified"
+        )
+    tails = results[jobs + 1 :]
+    return {key: _newest_id(tail) for key, tail in zip(sub.streams, tails, strict=True)}
+
+
 class BullRedis:
     """One Redis connection (URL) and the BullMQ producers that share it."""
 
@@ -127,6 +160,11 @@ class BullRedis:
         pool = self.client.connection_pool
         pool.connection_class = with_hiredis_packing(pool.connection_class)
         self._producers: dict[str, _FlowProducer] = {}
+        self._submissions = GroupCommit(
+            self._write_submissions,
+            weight=lambda sub: len(sub.entries),
+            max_weight=MAX_JOBS_PER_TRANSACTION,
+        )
 
     def producer(self, prefix: str) -> _FlowProducer:
         if prefix not in self._producers:
@@ -149,34 +187,65 @@ class BullRedis:
         the marker in the same transaction, so a crash can never leave jobs without it, and a
         read of each touched events stream's last id: returned ({stream key: id}), it tells the
         events this very transaction wrote (at or before it) from any later change.
+
+        Submissions made while others are being written share their round trips: one reads
+        which were done already, one MULTI/EXEC adds all the others (FlowProducer.addBulk's
+        way, each flow with its own marker; see GroupCommit).
         """
-        if await self.is_submitted(prefix, uid):
-            return None
         producer = self.producer(prefix)
         entries: list[dict] = []
         for tree in trees:
             await producer._queue_tree(entries, tree, None)
         streams = sorted({events_key(prefix, entry["job"].queue.name) for entry in entries})
+        return await self._submissions(_Submission(prefix, uid, marker, entries, streams))
+
+    async def _write_submissions(
+        self, batch: list[_Submission]
+    ) -> list[dict[str, str] | Exception | None]:
+        keys = [marker_key(s.prefix, s.token) for s in batch]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.exists(key)
+            done = await pipe.execute()
+        outcomes: dict[int, dict[str, str] | Exception | None] = {}
+        first: dict[str, int] = {}
+        again: list[int] = []  # a flow twice in one batch: the second must see the first's marker
+        for i, (key, exists) in enumerate(zip(keys, done, strict=True)):
+            if exists:
+                outcomes[i] = None
+            elif key in first:
+                again.append(i)
+            else:
+                first[key] = i
+        fresh = list(first.values())
+        if fresh:
+            added = await self._add([batch[i] for i in fresh])
+            outcomes.update(zip(fresh, added, strict=True))
+        if again:
+            retried = await self._write_submissions([batch[i] for i in again])
+            outcomes.update(zip(again, retried, strict=True))
+        return [outcomes[i] for i in range(len(batch))]
+
+    async def _add(self, subs: list[_Submission]) -> list[dict[str, str] | Exception]:
+        spans: list[tuple[int, int]] = []
         async with self.client.pipeline(transaction=True) as pipe:
-            for entry in entries:
-                job = entry["job"]
-                scripts = job.queue.backend.scripts
-                if entry["is_parent"]:
-                    await scripts.addParentJob(job, pipe)
-                else:
-                    await scripts.addJob(job, pipe)
-            pipe.set(marker_key(prefix, uid), json.dumps(marker))
-            for key in streams:
-                pipe.xrevrange(key, count=1)
-            results = await pipe.execute()
-        failures = [r for r in results[: len(entries)] if isinstance(r, int) and r < 0]
-        if failures:
-            raise SubmissionRejected(
-                f"BullMQ refused {len(failures)} job(s) (error codes {failures[:5]}); "
-                "the flow cannot complete as specified"
-            )
-        tails = results[len(entries) + 1 :]
-        return {key: _newest_id(tail) for key, tail in zip(streams, tails, strict=True)}
+            for sub in subs:
+                start = len(pipe)
+                for entry in sub.entries:
+                    job = entry["job"]
+                    scripts = job.queue.backend.scripts
+                    if entry["is_parent"]:
+                        await scripts.addParentJob(job, pipe)
+                    else:
+                        await scripts.addJob(job, pipe)
+                pipe.set(marker_key(sub.prefix, sub.token), json.dumps(sub.marker))
+                for key in sub.streams:
+                    pipe.xrevrange(key, count=1)
+                spans.append((start, len(pipe)))
+            # A command's error is its flow's alone; an error of the whole transaction
+            # (EXECABORT, a lost connection) is raised for every flow in it.
+            results = await pipe.execute(raise_on_error=False)
+        return [_outcome(sub, results[a:b]) for sub, (a, b) in zip(subs, spans, strict=True)]
 
     async def snapshots(self, prefix: str, jobs: list[PlannedJob]) -> dict[str, JobSnapshot]:
         """State, attempts, return value and failure of every job, in one pipeline."""
@@ -270,4 +339,5 @@ class BullRedis:
         ]
 
     async def close(self) -> None:
+        await self._submissions.close()
         await self.client.aclose()
