@@ -200,3 +200,23 @@ async def test_unreachable_redis_fails_every_submission_of_the_batch(redis_prefi
         assert all(isinstance(o, REDIS_ERRORS) for o in outcomes), outcomes
     finally:
         await down.close()
+
+
+async def test_a_flow_whose_commands_redis_refuses_fails_alone_with_what_redis_said(
+    conn, redis_prefix
+):
+    """Its events stream is a string, so BullMQ's scripts cannot XADD to it; a flow on other
+    queues in the same transaction is added."""
+    spec = FlowSpec.model_validate({"root": {"name": "p", "queueName": "broken"}})
+    await conn.client.set(events_key(redis_prefix, "broken"), "not a stream")
+    bad, good = str(uuid.uuid4()), str(uuid.uuid4())
+    outcomes = await asyncio.gather(
+        conn.submit(redis_prefix, to_flowproducer(spec, bad), bad, {"uid": bad}),
+        conn.submit(redis_prefix, to_flowproducer(SPEC, good), good, {"uid": good}),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], SubmissionRejected)
+    assert "Redis refused" in str(outcomes[0]) and "WRONGTYPE" in str(outcomes[0])
+    assert isinstance(outcomes[1], dict)
+    snaps = await conn.snapshots(redis_prefix, plan(SPEC, good))
+    assert "unknown" not in {s.state for s in snaps.values()}

@@ -126,11 +126,11 @@ class _Submission:
 def _outcome(sub: _Submission, results: list[Any]) -> dict[str, str] | Exception:
     """One flow's part of a transaction's replies: its jobs', its marker's, its streams' tails."""
     jobs = len(sub.entries)
-    marked = results[jobs]
-    if isinstance(marked, Exception):
-        return marked  # no marker: a retry submits again (jobs already added keep their ids)
+    # An error here is a command that ran and failed (a key of the wrong type...): the others,
+    # the marker's SET included (it cannot fail once queued), did run, so a retry would not
+    # submit again. What Redis refused before running anything aborts the whole transaction.
     errors = [r for r in results if isinstance(r, Exception)]
-    if errors:  # marked, so never retried: say what Redis refused
+    if errors:
         refused = f"Redis refused {len(errors)} of the flow's commands: {errors[0]}"
         return SubmissionRejected(refused)
     failures = [r for r in results[:jobs] if isinstance(r, int) and r < 0]
