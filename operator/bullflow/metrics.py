@@ -10,7 +10,7 @@ FLOWS_BY_PHASE = Gauge("bullflow_flows", "Flows known to this operator, by phase
 SUBMISSIONS = Counter("bullflow_flow_submissions_total", "Flow submissions to Redis", ["result"])
 SUBMIT_SECONDS = Histogram(
     "bullflow_flow_submit_seconds",
-    "Time to add a flow's jobs to Redis (one MULTI/EXEC)",
+    "Time to add a flow's jobs to Redis (its MULTI/EXEC, shared with flows submitted meanwhile)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 STATUS_PATCHES = Counter("bullflow_status_patches_total", "Status patches written", ["kind"])
