@@ -116,8 +116,7 @@ def with_hiredis_packing(connection_class: type) -> type:
 
 @dataclass(frozen=True)
 class _Submission:
-    prefix: str
-    token: str
+    marker_key: str
     marker: dict[str, Any]
     entries: list[dict]  # FlowProducer's: {"job": Job, "is_parent": bool}, parents first
     streams: list[str]  # the events streams its jobs write to
@@ -197,12 +196,13 @@ class BullRedis:
         for tree in trees:
             await producer._queue_tree(entries, tree, None)
         streams = sorted({events_key(prefix, entry["job"].queue.name) for entry in entries})
-        return await self._submissions(_Submission(prefix, uid, marker, entries, streams))
+        submission = _Submission(marker_key(prefix, uid), marker, entries, streams)
+        return await self._submissions(submission)
 
     async def _write_submissions(
         self, batch: list[_Submission]
     ) -> list[dict[str, str] | Exception | None]:
-        keys = [marker_key(s.prefix, s.token) for s in batch]
+        keys = [s.marker_key for s in batch]
         async with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.exists(key)
@@ -238,7 +238,7 @@ class BullRedis:
                         await scripts.addParentJob(job, pipe)
                     else:
                         await scripts.addJob(job, pipe)
-                pipe.set(marker_key(sub.prefix, sub.token), json.dumps(sub.marker))
+                pipe.set(sub.marker_key, json.dumps(sub.marker))
                 for key in sub.streams:
                     pipe.xrevrange(key, count=1)
                 spans.append((start, len(pipe)))
