@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 
 import pytest
@@ -18,6 +17,7 @@ from bullflow.storage.redis_jobs import (
     events_key,
     marker_key,
 )
+from tests.harness.process import free_port
 
 SPEC = FlowSpec.model_validate(
     {
@@ -187,10 +187,7 @@ async def test_a_refused_flow_does_not_fail_the_others_in_its_transaction(conn, 
 
 
 async def test_unreachable_redis_fails_every_submission_of_the_batch(redis_prefix):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    down = BullRedis(f"redis://127.0.0.1:{port}", timeout=1.0)
+    down = BullRedis(f"redis://127.0.0.1:{free_port()}", timeout=1.0)  # nobody listens
     try:
         uids = [str(uuid.uuid4()) for _ in range(3)]
         outcomes = await asyncio.gather(
