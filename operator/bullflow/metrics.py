@@ -21,6 +21,16 @@ STATUS_PATCH_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 REDIS_ERRORS = Counter("bullflow_redis_errors_total", "Failed Redis operations", ["operation"])
+TASK_FAILURES = Counter(
+    "bullflow_task_failures_total",
+    "Errors a long-lived task survived (it logged them, backed off and carried on), by task",
+    ["task"],
+)
+STATUS_WRITE_FAILURES = Counter(
+    "bullflow_status_write_failures_total",
+    "Status writes the API server did not take; each is retried until the status matches Redis",
+    ["reason"],
+)
 WORKERPOOL_BACKLOG = Gauge(
     "bullflow_workerpool_backlog",
     "Backlog seen by a WorkerPool, by kind",
