@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     )
     event_block_ms: int = 500
     max_backoff_seconds: float = 300.0
-    # Fault injection for the crash-safety test: after the Redis write and before the status
-    # write, SIGKILL the operator once (the file records that it happened).
-    crash_after_submit_file: str | None = None
+    status_retry_max_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait between retries of a failed status read or write (with few "
+        "flows failing; with many, retries spread so that they total about 50 per second).",
+    )

@@ -25,8 +25,12 @@ class OperatorProcess:
         log_dir: Path,
         namespaces: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        launcher: Sequence[str] = ("-m", "bullflow"),
     ) -> None:
+        """`launcher`: what python runs; a test module can wrap the operator's main with a fault
+        (tests/e2e/crash_after_submit.py)."""
         self.kubeconfig, self.redis_url, self.log_dir = kubeconfig, redis_url, log_dir
+        self.launcher = list(launcher)
         self.namespaces = list(namespaces)
         self.extra_env = dict(env or {})
         self.proc: ManagedProcess | None = None
@@ -43,8 +47,7 @@ class OperatorProcess:
         port = free_port()
         argv = [
             sys.executable,
-            "-m",
-            "bullflow",
+            *self.launcher,
             *self.mode_args(),
             f"--liveness=http://127.0.0.1:{port}/healthz",
             f"--metrics-port={self.metrics_port}",

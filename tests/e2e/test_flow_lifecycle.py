@@ -13,6 +13,7 @@ import pytest
 import redis as redis_sync
 from kubernetes import client
 
+from tests.e2e.drain import run_sentinels
 from tests.e2e.flows import Flows, condition
 from tests.e2e.operator_proc import OperatorProcess, WorkerSet
 from tests.harness.process import wait_for
@@ -44,13 +45,14 @@ def two_children(queue: str, **child_opts: Any) -> dict[str, Any]:
 def own_operator(local_cluster, redis_server, private_namespace, tmp_path, flow_crds):
     procs: list[OperatorProcess] = []
 
-    def make(**env: str) -> OperatorProcess:
+    def make(launcher: tuple[str, ...] = ("-m", "bullflow"), **env: str) -> OperatorProcess:
         proc = OperatorProcess(
             local_cluster.kubeconfig,
             redis_server.url,
             tmp_path / "op",
             namespaces=[private_namespace],
             env=env,
+            launcher=launcher,
         )
         procs.append(proc)
         return proc
@@ -80,7 +82,7 @@ def test_kill_9_right_after_the_redis_write_never_duplicates_jobs(
 ):
     crashed = tmp_path / "crashed"
     exec_log = tmp_path / "executions.log"
-    operator = own_operator(BULLFLOW_CRASH_AFTER_SUBMIT_FILE=str(crashed)).start()
+    operator = own_operator(launcher=("-m", "tests.e2e.crash_after_submit", str(crashed))).start()
     flows = Flows(kube_client, kubectl, private_namespace)
     root = two_children("crash")
     root["children"][0]["opts"] = {"removeOnComplete": True}  # gone from Redis once done
@@ -97,11 +99,15 @@ def test_kill_9_right_after_the_redis_write_never_duplicates_jobs(
         env={"BULLFLOW_EXEC_LOG": str(exec_log)},
     )
     wait_for(lambda: len(_lines(exec_log)) == 3, 30, "all three jobs to run")
-    operator.start()  # the crash hook fires only once
+    operator.launcher = ["-m", "bullflow"]
+    operator.start()
     flow = flows.wait("crash", timeout=60)
     assert flow["status"]["phase"] == "Completed", flow["status"]
-    time.sleep(1.0)  # any duplicate submission would be picked up by the worker by now
-    executions = _lines(exec_log)
+    # Any duplicate submission is queued before the sentinel, so it has run once that has.
+    sentinels = run_sentinels(redis_server.url, redis_prefix, ["crash"])
+    lines = _lines(exec_log)
+    assert sentinels <= set(lines), lines
+    executions = [job for job in lines if job not in sentinels]
     uid = flow["metadata"]["uid"]
     assert sorted(executions) == sorted(f"bf-{uid}-{p}" for p in ("0", "0.0", "0.1"))
     assert not job_exists(redis_server.url, redis_prefix, "crash", f"bf-{uid}-0.0")
@@ -358,7 +364,7 @@ def test_redis_outage_while_following_a_flow_is_reported_and_recovers(
 
 
 def test_idempotency_key_makes_a_recreated_flow_the_same_run(
-    operator, flows, workers, kubectl, namespace, redis_prefix, tmp_path
+    operator, flows, workers, kubectl, namespace, redis_server, redis_prefix, tmp_path
 ):
     exec_log = tmp_path / "executions.log"
     workers.start(
@@ -394,8 +400,11 @@ def test_idempotency_key_makes_a_recreated_flow_the_same_run(
     assert flow["status"]["phase"] == "Completed"
     assert condition(flow, "Restored")["reason"] == "IdempotencyKey"
     assert first["metadata"]["uid"] in condition(flow, "Restored")["message"]
-    time.sleep(1.0)
-    assert len(_lines(exec_log)) == 3  # nothing ran twice
+    # A resubmission by the second Flow would be queued before the sentinel: it has run by now.
+    sentinels = run_sentinels(redis_server.url, redis_prefix, ["idem"])
+    lines = _lines(exec_log)
+    assert sentinels <= set(lines), lines
+    assert len([job for job in lines if job not in sentinels]) == 3, lines  # nothing ran twice
 
     twin = flow_doc(
         "nightly-twin", redis_prefix, two_children("idem"), idempotencyKey="nightly-2026-11-28"

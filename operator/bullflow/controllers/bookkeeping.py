@@ -18,12 +18,11 @@ import contextlib
 import logging
 from dataclasses import dataclass, replace
 
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from ..storage.kube import KubeApi, ObjectRef
+from .. import metrics
+from ..storage.kube import KubeApi, ObjectRef, describe_api_error
 
 log = logging.getLogger(__name__)
-RETRY_SECONDS = (1.0, 5.0, 30.0)
+RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # then every 30 s, until it works or the Flow is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +66,8 @@ class Bookkeeper:
             try:
                 await self._apply(item)
                 self._pending.discard(item.ref.uid)
-            except (TimeoutError, ApiException, OSError) as err:
+            except Exception as err:  # a worker must outlive any error
+                metrics.TASK_FAILURES.labels("finalizer").inc()
                 self._retry_later(item, err)
             finally:
                 self._queue.task_done()
@@ -76,18 +76,17 @@ class Bookkeeper:
         await self.kube.add_finalizer(item.ref, self.finalizer, item.has_finalizer_list)
 
     def _retry_later(self, item: AfterSubmit, err: Exception) -> None:
-        if item.attempt >= len(RETRY_SECONDS):
-            self._pending.discard(item.ref.uid)
+        """Never given up: a Flow without its finalizer would keep its jobs in Redis if deleted
+        while the operator is down."""
+        delay = RETRY_SECONDS[min(item.attempt, len(RETRY_SECONDS) - 1)]
+        if item.attempt == 0:
             log.warning(
-                "giving up on the finalizer of flow %s/%s: %s (the next reconcile adds it)",
+                "adding the finalizer of flow %s/%s failed, retrying: %s",
                 *_names(item),
-                err,
+                describe_api_error(err),
             )
-            return
         again = replace(item, attempt=item.attempt + 1)
-        asyncio.get_running_loop().call_later(
-            RETRY_SECONDS[item.attempt], self._queue.put_nowait, again
-        )
+        asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, again)
 
 
 def _names(item: AfterSubmit) -> tuple[str, str]:

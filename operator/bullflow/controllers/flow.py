@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from .. import metrics
 from ..config import Settings
@@ -27,6 +26,7 @@ from ..services.flowstatus import (
     StatusLimits,
     build_status,
     just_submitted,
+    not_ready,
 )
 from ..services.flowtree import (
     PlannedJob,
@@ -35,11 +35,12 @@ from ..services.flowtree import (
     structural_errors,
     to_flowproducer,
 )
-from ..storage.kube import KubeApi, ObjectRef
+from ..storage.kube import KubeApi, ObjectRef, describe_api_error, is_too_large
 from ..storage.queues import queues_without_workers
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
 from .bookkeeping import AfterSubmit, Bookkeeper
 from .connections import ConnectionError_, RedisPool, redacted_url
+from .refresh_schedule import Outcome
 from .tracker import FlowTracker, TrackedFlow
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class FlowController:
             patch_interval=settings.patch_interval_seconds,
             resync_interval=settings.resync_interval_seconds,
             block_ms=settings.event_block_ms,
+            retry_max=settings.status_retry_max_seconds,
         )
         self.bookkeeper = Bookkeeper(kube, FINALIZER)
         self._ttl_tasks: dict[str, asyncio.Task[None]] = {}
@@ -197,7 +199,6 @@ class FlowController:
             own_events = await conn.submit(spec.prefix, to_flowproducer(spec, token), token, marker)
         fresh = own_events is not None
         metrics.SUBMISSIONS.labels("submitted" if fresh else "already-submitted").inc()
-        self._maybe_crash_for_test()
         if not fresh:
             marker = await conn.is_submitted(spec.prefix, token) or marker
         earlier = marker if marker.get("uid") != ref.uid else None
@@ -278,51 +279,108 @@ class FlowController:
         self._schedule_ttl(ref, spec.ttl_seconds_after_finished, restored)
         return True
 
-    def _maybe_crash_for_test(self) -> None:
-        marker = self.settings.crash_after_submit_file
-        if marker and not Path(marker).exists():
-            Path(marker).write_text("crashed after the Redis write\n")
-            os.kill(os.getpid(), signal.SIGKILL)
+    async def refresh(self, flow: TrackedFlow) -> Outcome:
+        """Make the Flow's written status (flow.status) say what Redis says.
 
-    async def refresh(self, flow: TrackedFlow) -> bool:
-        """Re-read a tracked flow from Redis; patch its status if it changed. True if finished."""
-        previous = flow.status
+        Reads the jobs, builds the status they mean and writes it if it differs from the
+        written one. Returns RETRY when the read or the write failed: the tracker tries again
+        with backoff until they agree (see RefreshSchedule), so no fault leaves a stale status
+        behind. The written status changes only when the API server took the write."""
+        written = flow.status
         try:
-            if flow.just_submitted:
-                # Any later change has an event after the submission's own (own_events).
-                snaps = just_submitted(flow.jobs)
-                flow.just_submitted = False
-            else:
-                snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
-                flow.own_events = {}  # read for real: no event can be stale any more
-        except REDIS_ERRORS as err:
+            snaps = await self._read_jobs(flow)
+        except RedisError as err:
             metrics.REDIS_ERRORS.labels("read").inc()
-            message = f"Redis at {redacted_url(flow.conn.url)} is unreachable: {err}"
-            await self._not_ready(flow.ref, previous, flow.generation, "RedisUnavailable", message)
-            return False
-        new = build_status(
-            previous,
+            reason = "RedisUnavailable" if isinstance(err, REDIS_ERRORS) else "RedisError"
+            verb = "is unreachable" if reason == "RedisUnavailable" else "refused a read"
+            message = f"Redis at {redacted_url(flow.conn.url)} {verb}: {err}"
+            desired = not_ready(written, flow.generation, reason, message)
+            if desired != written and await self._write(flow, desired, "condition") is None:
+                return Outcome.GONE
+            return Outcome.RETRY
+        limits = self.limits
+        if flow.status_budget is not None:
+            limits = replace(limits, max_status_bytes=flow.status_budget)
+        desired = build_status(
+            written,
             flow.jobs,
             snaps,
             generation=flow.generation,
-            limits=self.limits,
+            limits=limits,
             now=now_rfc3339(),
         )
-        if new.phase in ("Submitted", "Running"):
-            new.conditions = await self._workers_condition(flow, new, snaps)
+        if desired.phase in ("Submitted", "Running"):
+            desired.conditions = await self._workers_condition(flow, desired, snaps)
         else:  # a finished flow needs no workers: drop what would now be stale
-            new.conditions = [c for c in new.conditions if c.type != "WorkersAvailable"]
-        if new == previous:
-            return False
-        flow.status = new
-        if not await self._patch(flow.ref, new, "progress"):
-            return True  # the Flow is gone
-        await self._emit_transitions(flow, previous, new)
-        if new.phase not in FINISHED_PHASES:
-            return False
+            desired.conditions = [c for c in desired.conditions if c.type != "WorkersAvailable"]
+        if desired != written:
+            took = await self._write(flow, desired, "progress")
+            if took is None:
+                return Outcome.GONE
+            if not took:
+                return Outcome.RETRY
+            await self._emit_transitions(flow, written, desired)
+        if desired.phase not in FINISHED_PHASES:
+            return Outcome.CURRENT
         if flow.keeps_outcome:
-            await flow.conn.update_marker(flow.prefix, flow.token, {"status": _wire(new)})
-        self._schedule_ttl(flow.ref, flow.ttl_seconds, new)
+            try:
+                await flow.conn.update_marker(flow.prefix, flow.token, {"status": _wire(desired)})
+            except RedisError as err:
+                metrics.REDIS_ERRORS.labels("marker").inc()
+                log.warning(
+                    "recording the outcome of flow %s/%s in Redis failed, retrying: %s",
+                    flow.ref.namespace,
+                    flow.ref.name,
+                    err,
+                )
+                return Outcome.RETRY
+        self._schedule_ttl(flow.ref, flow.ttl_seconds, desired)
+        return Outcome.FINISHED
+
+    async def _read_jobs(self, flow: TrackedFlow) -> dict[str, JobSnapshot]:
+        if flow.just_submitted:
+            # Any later change has an event after the submission's own (own_events).
+            flow.just_submitted = False
+            return just_submitted(flow.jobs)
+        snaps = await flow.conn.snapshots(flow.prefix, flow.jobs)
+        flow.own_events = {}  # read for real: no event can be stale any more
+        return snaps
+
+    async def _write(self, flow: TrackedFlow, desired: FlowStatus, kind: str) -> bool | None:
+        """Write the status; True if the API server took it (it is then flow.status), False if
+        not (to be retried), None if the Flow is gone. A status too large for the object's size
+        limit is written again with half the budget (fewer listed nodes)."""
+        try:
+            found = await self._patch(flow.ref, desired, kind)
+        except Exception as err:  # any failure is retried, never dropped
+            too_large = is_too_large(err)
+            metrics.STATUS_WRITE_FAILURES.labels("too-large" if too_large else "error").inc()
+            if too_large:
+                budget = max((flow.status_budget or self.limits.max_status_bytes) // 2, 1024)
+                if budget != flow.status_budget:
+                    flow.status_budget = budget
+                    log.warning(
+                        "the status of flow %s/%s is too large for the API server; writing it "
+                        "again within %d bytes",
+                        flow.ref.namespace,
+                        flow.ref.name,
+                        budget,
+                    )
+                    return False
+            if not flow.failing:
+                log.warning(
+                    "writing the status of flow %s/%s failed, retrying until it is written: %s",
+                    flow.ref.namespace,
+                    flow.ref.name,
+                    describe_api_error(err),
+                )
+            flow.failing = True
+            return False
+        if not found:
+            return None
+        if flow.failing:
+            log.info("the status of flow %s/%s is written again", flow.ref.namespace, flow.ref.name)
+        flow.status = desired
         return True
 
     async def _workers_condition(
@@ -338,7 +396,11 @@ class FlowController:
                 and snaps[j.job_id].state in ("waiting", "prioritized", "delayed")
             }
         )
-        unserved = [q for q in waiting if not await self._queue_served(flow, q)]
+        try:
+            unserved = [q for q in waiting if not await self._queue_served(flow, q)]
+        except Exception as err:  # a lookup failure must not hold the status back
+            log.debug("looking for workers of flow %s failed: %s", flow.ref.name, err)
+            return status.conditions  # keep what it said; the next refresh looks again
         if unserved:
             return set_condition(
                 status.conditions,
@@ -391,6 +453,19 @@ class FlowController:
         return not await queues_without_workers(flow.conn, flow.prefix, [queue], covered)
 
     async def _emit_transitions(self, flow: TrackedFlow, old: FlowStatus, new: FlowStatus) -> None:
+        """Events for what changed in a status just written. Best effort: the status holds the
+        truth, an Event that cannot be posted is logged, not retried."""
+        try:
+            await self._post_transitions(flow, old, new)
+        except Exception as err:  # see above
+            log.warning(
+                "posting an Event for flow %s/%s failed: %s",
+                flow.ref.namespace,
+                flow.ref.name,
+                describe_api_error(err),
+            )
+
+    async def _post_transitions(self, flow: TrackedFlow, old: FlowStatus, new: FlowStatus) -> None:
         was_failed = {n.path for n in old.nodes if n.state == "failed"}
         for node in new.nodes:
             if node.state == "failed" and node.path not in was_failed:
@@ -511,12 +586,7 @@ class FlowController:
     async def _not_ready(
         self, ref: ObjectRef, status: FlowStatus, generation: int | None, reason: str, message: str
     ) -> None:
-        status = status.model_copy(deep=True)
-        status.observed_generation = generation
-        status.conditions = set_condition(
-            status.conditions, "Ready", False, reason, message, generation
-        )
-        await self._patch(ref, status, "condition")
+        await self._patch(ref, not_ready(status, generation, reason, message), "condition")
 
     async def _patch(self, ref: ObjectRef, status: FlowStatus, kind: str) -> bool:
         with metrics.STATUS_PATCH_SECONDS.labels(kind).time():
@@ -536,9 +606,27 @@ class FlowController:
         self._ttl_tasks[ref.uid] = asyncio.create_task(self._delete_at(ref, due))
 
     async def _delete_at(self, ref: ObjectRef, due: float) -> None:
+        """Delete the Flow when its TTL ends; a failed deletion is retried with backoff until it
+        works (or the Flow is gone: a 404 counts as done)."""
         await asyncio.sleep(max(0.0, due - datetime.now(UTC).timestamp()))
         log.info("deleting finished flow %s/%s (ttlSecondsAfterFinished)", ref.namespace, ref.name)
-        await self.kube.delete(ref)
+        attempt = 0
+        while True:
+            try:
+                await self.kube.delete(ref)
+                break
+            except Exception as err:  # the timer must outlive any error
+                metrics.TASK_FAILURES.labels("ttl-delete").inc()
+                delay = self.backoff(attempt)
+                log.warning(
+                    "deleting finished flow %s/%s failed, retrying in %.0fs: %s",
+                    ref.namespace,
+                    ref.name,
+                    delay,
+                    describe_api_error(err),
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
         self._ttl_tasks.pop(ref.uid, None)
 
     def _cancel_ttl(self, uid: str) -> None:

@@ -2,9 +2,16 @@
 
 One reader per Redis connection XREADs the `<prefix>:<queue>:events` streams of every queue a
 live flow uses; an event naming a bullflow job id marks its flow dirty. A writer re-reads dirty
-flows from Redis, each at most once per `patch_interval`, and patches their status when it changed.
-A slow resync marks every flow dirty: the safety net for what events cannot show (a failed
-child leaves its parent in waiting-children with no event) and for trimmed streams.
+flows from Redis, each at most once per `patch_interval`, and patches their status when it
+changed. A slow resync marks every flow dirty: the safety net for what events cannot show (a
+failed child leaves its parent in waiting-children with no event) and for trimmed streams.
+
+Convergence does not rest on the resync. Each TrackedFlow holds the status the API server last
+took (`status`); a refresh compares it with what Redis says and writes the difference, and a
+refresh that could not read or write is retried with backoff (RefreshSchedule) until the two
+agree. Events read before their flow was tracked are kept and replayed when it is. The readers
+and the write loop survive any error. So after any fault ends, every live Flow's status matches
+Redis within a few seconds, without a restart.
 """
 
 from __future__ import annotations
@@ -13,18 +20,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
 
+from .. import metrics
 from ..models.flow import FlowStatus
 from ..services.flowtree import PlannedJob, parse_job_id
 from ..storage.kube import ObjectRef
-from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, StreamEntry, events_key
+from ..storage.redis_jobs import BullRedis, StreamEntry, events_key
+from .connections import redacted_url
+from .refresh_schedule import Outcome, RefreshSchedule
 
 log = logging.getLogger(__name__)
 # The write loop's shortest pause: marks that arrive together are handled together.
 WRITE_LOOP_TICK = 0.02
+# Events of flows not tracked yet (read between their submission and track()), kept this many.
+EARLY_EVENTS_KEPT = 50_000
+READER_RETRY_MAX_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -46,7 +59,12 @@ class TrackedFlow:
     # it are the submission's own ("added", "waiting"...), already in the first status.
     own_events: dict[str, str] = field(default_factory=dict)
     streams: list[str] = field(default_factory=list)
-    # The last written status as JSON: thousands of live flows stay cheap in memory (a parsed
+    # Byte budget of this flow's status when the API server refused a bigger object (the spec
+    # shares etcd's size limit with the status); None: the operator's budget.
+    status_budget: int | None = None
+    failing: bool = False  # the last refresh failed: logged once per streak, not per attempt
+    # The status the API server last took (the written state; what Redis says is the desired
+    # one), as JSON: thousands of live flows stay cheap in memory (a parsed
     # FlowStatus weighs several times more).
     _status_json: bytes = b""
 
@@ -69,7 +87,8 @@ def stream_id(value: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-RefreshFn = Callable[[TrackedFlow], Awaitable[bool]]
+RefreshFn = Callable[[TrackedFlow], Awaitable[Outcome]]
+Clock = Callable[[], float]
 
 
 class FlowTracker:
@@ -81,22 +100,28 @@ class FlowTracker:
         resync_interval: float,
         block_ms: int,
         max_concurrent_refreshes: int = 64,
+        retry_max: float = 2.0,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._refresh = refresh
-        self.patch_interval = patch_interval
         self.resync_interval = resync_interval
         self.block_ms = block_ms
         self.flows: dict[str, TrackedFlow] = {}
-        self.dirty: set[str] = set()
+        self.schedule = RefreshSchedule(patch_interval, retry_max=retry_max)
+        self._clock = clock
         self._positions: dict[str, dict[str, str]] = {}  # url -> stream key -> last id
         self._watchers: dict[str, Counter[str]] = {}  # url -> stream key -> live flows using it
+        # token -> {stream: newest id} of events read while the token's flow was not tracked
+        self._early: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._limit = asyncio.Semaphore(max_concurrent_refreshes)
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
-        self._in_flight: set[str] = set()
-        self._not_before: dict[str, float] = {}  # token -> monotonic time of its next refresh
         self._refreshing: set[asyncio.Task[None]] = set()
+
+    @property
+    def dirty(self) -> set[str]:
+        return self.schedule.dirty
 
     async def track(self, flow: TrackedFlow) -> None:
         """Follow a flow; reads its events from now on and refreshes it soon."""
@@ -110,12 +135,15 @@ class FlowTracker:
         self._watchers.setdefault(flow.conn.url, Counter()).update(flow.streams)
         if flow.conn.url not in self._readers:
             self._readers[flow.conn.url] = asyncio.create_task(self._read_events(flow.conn))
+        early = self._early.pop(flow.token, {})
+        if any(not self._own_event(flow.token, StreamEntry(k, i, {})) for k, i in early.items()):
+            # Its jobs moved before it was tracked (a fast worker): read them for real.
+            flow.just_submitted = False
         self.mark_dirty(flow.token)
 
     def forget(self, token: str) -> None:
         flow = self.flows.pop(token, None)
-        self.dirty.discard(token)
-        self._not_before.pop(token, None)
+        self.schedule.drop(token)
         if flow is not None:
             watchers = self._watchers[flow.conn.url]
             watchers.subtract(flow.streams)
@@ -125,7 +153,7 @@ class FlowTracker:
 
     def mark_dirty(self, token: str) -> None:
         if token in self.flows:
-            self.dirty.add(token)
+            self.schedule.mark(token)
             self._wake.set()
 
     def start(self) -> None:
@@ -148,7 +176,10 @@ class FlowTracker:
         return {key: positions[key] for key in self._watchers.get(url, ()) if key in positions}
 
     async def _read_events(self, conn: BullRedis) -> None:
-        delay = 0.2
+        """Survives any error (a lost connection, NOPERM, WRONGTYPE, a bug): one log line per
+        streak, a metric, a short backoff, and every flow of the connection re-read once it
+        reads again (states may have moved unseen)."""
+        delay = 0.0
         while True:
             streams = self._streams_for(conn.url)
             if not streams:
@@ -156,20 +187,42 @@ class FlowTracker:
                 continue
             try:
                 entries = await conn.read_events(streams, self.block_ms)
-                if delay > 0.2:  # recovered from an outage: states may have moved unseen
-                    self._mark_connection_dirty(conn.url)
-                delay = 0.2
-            except REDIS_ERRORS as err:
-                log.warning("reading BullMQ events from %s failed: %s", conn.url, err)
+            except Exception as err:  # the reader must outlive any error
+                metrics.TASK_FAILURES.labels("events-reader").inc()
+                if not delay:
+                    log.warning(
+                        "reading BullMQ events from %s failed, retrying: %s",
+                        redacted_url(conn.url),
+                        err,
+                    )
+                delay = min(max(delay * 2, 0.1), READER_RETRY_MAX_SECONDS)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
                 continue
-            positions = self._positions[conn.url]
-            for entry in entries:
-                positions[entry.stream] = entry.entry_id
-                parsed = parse_job_id(entry.fields.get("jobId", ""))
-                if parsed and not self._own_event(parsed[0], entry):
-                    self.mark_dirty(parsed[0])
+            if delay:
+                log.info("reading BullMQ events from %s again", redacted_url(conn.url))
+                self._mark_connection_dirty(conn.url)
+                delay = 0.0
+            self._dispatch(conn.url, entries)
+
+    def _dispatch(self, url: str, entries: list[StreamEntry]) -> None:
+        positions = self._positions[url]
+        for entry in entries:
+            positions[entry.stream] = entry.entry_id
+            parsed = parse_job_id(entry.fields.get("jobId", ""))
+            if parsed is None:
+                continue
+            token = parsed[0]
+            if token in self.flows:
+                if not self._own_event(token, entry):
+                    self.mark_dirty(token)
+            else:
+                self._remember_early(token, entry)
+
+    def _remember_early(self, token: str, entry: StreamEntry) -> None:
+        self._early.setdefault(token, {})[entry.stream] = entry.entry_id
+        self._early.move_to_end(token)
+        while len(self._early) > EARLY_EVENTS_KEPT:
+            self._early.popitem(last=False)
 
     def _own_event(self, token: str, entry: StreamEntry) -> bool:
         flow = self.flows.get(token)
@@ -182,46 +235,57 @@ class FlowTracker:
                 self.mark_dirty(token)
 
     async def _write_loop(self) -> None:
-        """Start a refresh of each dirty flow that is not being refreshed already and was not
-        refreshed in the last `patch_interval` (the coalescing: one marked dirty meanwhile waits
-        for its turn). A continuous pipeline bounded by the semaphore, never waiting for a whole
-        round to finish; a new flow's first status goes out at once."""
+        """Start a refresh of each flow that is due (RefreshSchedule): a continuous pipeline
+        bounded by the semaphore, never waiting for a whole round to finish; a new flow's first
+        status goes out at once. Survives any error."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            now = time.monotonic()
-            later: list[float] = []
-            for token in list(self.dirty - self._in_flight):
-                due = self._not_before.get(token, 0.0)
-                if due > now:
-                    later.append(due)
-                    continue
-                self.dirty.discard(token)
-                self._not_before[token] = now + self.patch_interval
-                self._in_flight.add(token)
-                task = asyncio.create_task(self._refresh_one(token))
-                self._refreshing.add(task)
-                task.add_done_callback(self._refreshing.discard)
-            if later:
-                asyncio.get_running_loop().call_later(min(later) - now, self._wake.set)
-            await asyncio.sleep(WRITE_LOOP_TICK)
+            try:
+                await self._wake.wait()
+                self._wake.clear()
+                now = self._clock()
+                due, next_due = self.schedule.take_due(now)
+                for token in due:
+                    task = asyncio.create_task(self._refresh_one(token))
+                    self._refreshing.add(task)
+                    task.add_done_callback(self._refreshing.discard)
+                if next_due is not None:
+                    asyncio.get_running_loop().call_later(next_due - now, self._wake.set)
+                await asyncio.sleep(WRITE_LOOP_TICK)
+            except Exception:  # the status writer must outlive any error
+                metrics.TASK_FAILURES.labels("status-writer").inc()
+                log.exception("the status write loop failed; carrying on")
+                self._wake.set()
+                await asyncio.sleep(1.0)
 
     async def _refresh_one(self, token: str) -> None:
+        outcome = Outcome.RETRY
+        flow = self.flows.get(token)
         try:
             async with self._limit:
                 flow = self.flows.get(token)
                 if flow is None:
+                    outcome = Outcome.GONE
                     return
                 try:
-                    finished = await self._refresh(flow)
-                except Exception:  # one flow's trouble must not stop the others; resync retries
-                    log.exception("refreshing flow %s/%s failed", flow.ref.namespace, flow.ref.name)
-                    return
-            if finished and self.flows.get(token) is flow:
-                self.forget(token)
+                    outcome = await self._refresh(flow)
+                except Exception as err:  # one flow's trouble stops no other
+                    metrics.TASK_FAILURES.labels("status-refresh").inc()
+                    if not flow.failing:
+                        log.exception(
+                            "refreshing flow %s/%s failed, retrying: %s",
+                            flow.ref.namespace,
+                            flow.ref.name,
+                            err,
+                        )
+                    outcome = Outcome.RETRY
+                flow.failing = outcome is Outcome.RETRY
         finally:
-            self._in_flight.discard(token)
-            if token in self.dirty:
+            if outcome in (Outcome.FINISHED, Outcome.GONE) and (
+                flow is None or self.flows.get(token) is flow
+            ):
+                self.forget(token)
+            self.schedule.done(token, outcome, self._clock())
+            if self.schedule.pending():
                 self._wake.set()
 
     async def _resync_loop(self) -> None:

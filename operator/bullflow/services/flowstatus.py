@@ -51,16 +51,32 @@ class Verdict:
 
 
 def effective_state(job: PlannedJob, snap: JobSnapshot | None) -> str:
-    """A job removed on completion (removeOnComplete) reads as 'unknown': count it completed."""
+    """A job removed on completion (removeOnComplete) reads as 'unknown': count it completed;
+    one removed on failure only (removeOnFail) can only have gone by failing."""
     if snap is None:
         return "unknown"
     if snap.state == "unknown" and job.removed_on_complete:
         return "completed"
+    if snap.state == "unknown" and job.removed_on_fail:
+        return "failed"
     return snap.state
+
+
+def missing_jobs(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> list[PlannedJob]:
+    """Jobs Redis no longer has although nothing the flow asked for removes them: Redis lost its
+    data (restarted without persistence, flushed, evicted) or someone deleted the keys. A read
+    that did not cover a job (no snapshot) proves nothing and is not counted."""
+    return [
+        j
+        for j in jobs
+        if (snap := snaps.get(j.job_id)) is not None and effective_state(j, snap) == "unknown"
+    ]
 
 
 def verdict(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> Verdict:
     """The flow's phase and why, following BullMQ's real semantics."""
+    if missing := missing_jobs(jobs, snaps):
+        return Verdict("Failed", "JobsLost", jobs_lost_message(missing, len(jobs)))
     states = {j.path: effective_state(j, snaps.get(j.job_id)) for j in jobs}
     roots = [j for j in jobs if j.parent_path is None]
     failed_root = next((j for j in roots if states[j.path] == "failed"), None)
@@ -95,6 +111,17 @@ def verdict(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> Verdict:
     if started:
         return Verdict("Running", "Running", "jobs are being processed")
     return Verdict("Submitted", "Submitted", "jobs are waiting for workers")
+
+
+def jobs_lost_message(missing: list[PlannedJob], total: int) -> str:
+    first = ", ".join(f"{j.path} ({j.name} on queue {j.queue})" for j in missing[:3])
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    return (
+        f"{len(missing)} of {total} jobs are missing from Redis: {first}{more}. Redis lost them "
+        "(restarted without persistence, flushed, or evicted under maxmemory; BullMQ needs "
+        "maxmemory-policy noeviction) or their keys were deleted. They will not run: delete "
+        "this Flow and create it again to run the flow anew"
+    )
 
 
 def _root_cause(root: PlannedJob, jobs: list[PlannedJob], states: dict[str, str]) -> PlannedJob:
@@ -135,14 +162,29 @@ def _blocking_failure(jobs: list[PlannedJob], states: dict[str, str]) -> Planned
 
 
 def bounded(value: Any, limits: StatusLimits) -> tuple[Any, bool]:
-    """The value, or a truncated JSON string of it when it is larger than the limit."""
+    """The value, or, when its JSON is larger than the limit in UTF-8 bytes, a string of its
+    first characters (of the string itself, or of its JSON text) marked as truncated. The cut
+    falls between characters: the result is valid text, never half a character or escape."""
     if value is None:
         return None, False
-    text = json.dumps(value, separators=(",", ":"), default=str)
-    if len(text.encode()) <= limits.max_value_bytes:
+    text = value if isinstance(value, str) else json_text(value)
+    if json_bytes(value) <= limits.max_value_bytes:
         return value, False
-    cut = text.encode()[: limits.max_value_bytes].decode(errors="ignore")
-    return cut + TRUNCATED_MARK, True
+    return cut_utf8(text, limits.max_value_bytes) + TRUNCATED_MARK, True
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON with non-ASCII characters as they are (what the API server stores)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def json_bytes(value: Any) -> int:
+    return len(json_text(value).encode())
+
+
+def cut_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of `text` whose UTF-8 encoding fits in max_bytes."""
+    return text.encode()[:max_bytes].decode(errors="ignore")
 
 
 def node_status(job: PlannedJob, snap: JobSnapshot | None, limits: StatusLimits) -> NodeStatus:
@@ -221,11 +263,28 @@ def build_status(
     return _within_budget(status, limits)
 
 
+def status_bytes(status: FlowStatus) -> int:
+    """Size of the status as the API server stores it: UTF-8 JSON, as written (wire form).
+    Counting characters instead would let 4-byte emoji blow the budget four times over."""
+    return json_bytes(status.model_dump(by_alias=True, mode="json", exclude_none=True))
+
+
 def _within_budget(status: FlowStatus, limits: StatusLimits) -> FlowStatus:
     """Drop listed nodes (keeping counts) until the status fits its byte budget."""
-    while status.nodes and len(status.model_dump_json(by_alias=True)) > limits.max_status_bytes:
+    while status.nodes and status_bytes(status) > limits.max_status_bytes:
         status.nodes = status.nodes[: len(status.nodes) // 2]
         status.nodes_truncated = True
+    return status
+
+
+def not_ready(status: FlowStatus, generation: int | None, reason: str, message: str) -> FlowStatus:
+    """The status with Ready=False for a reason outside the jobs (Redis unreachable...); the
+    next status built from the jobs replaces it."""
+    status = status.model_copy(deep=True)
+    status.observed_generation = generation
+    status.conditions = set_condition(
+        status.conditions, "Ready", False, reason, message, generation
+    )
     return status
 
 

@@ -26,6 +26,7 @@ class PlannedJob:
     tolerates_failure: bool  # ignore/remove dependency or continue parent on failure
     fails_parent: bool
     removed_on_complete: bool
+    removed_on_fail: bool = False
     # The state BullMQ's add scripts put it in: what the status can say right after submission.
     initial_state: str = "waiting"
 
@@ -72,6 +73,7 @@ def _walk(
             ),
             fails_parent=bool(opts and opts.fail_parent_on_failure),
             removed_on_complete=bool(opts and opts.remove_on_complete),
+            removed_on_fail=bool(opts and opts.remove_on_fail),
             initial_state=_initial_state(node),
         ),
     )

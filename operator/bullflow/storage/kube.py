@@ -180,3 +180,24 @@ async def _check_raw(reply: Any, tolerated: tuple[int, ...] = ()) -> int:
         return int(reply.status)
     finally:
         reply.release()
+
+
+def is_too_large(err: BaseException) -> bool:
+    """The API server or etcd refused a write for its size ("etcdserver: request is too large",
+    413 Request Entity Too Large): the same write will never pass."""
+    if not isinstance(err, ApiException):
+        return False
+    return err.status == 413 or "too large" in f"{err.reason} {_text(err.body)}".lower()
+
+
+def describe_api_error(err: BaseException) -> str:
+    """One line for a log: the status and the API server's message, not the whole reply."""
+    if isinstance(err, ApiException):
+        return f"{err.status} {err.reason}: {_text(err.body)[:300]}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _text(body: object) -> str:
+    if isinstance(body, bytes):
+        return body.decode(errors="replace")
+    return "" if body is None else str(body)

@@ -24,7 +24,10 @@ from ..services.flowstatus import JobSnapshot
 from ..services.flowtree import PlannedJob
 from .batching import GroupCommit
 
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis could not be reached or did not answer in time; redis-py wraps socket errors in its own
+# ConnectionError, the builtin ones cover what escapes it (asyncio timeouts, resets mid-read).
+# Not OSError at large: a file or TLS-configuration error is not "Redis unreachable".
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 MARKER_PREFIX = "bullflow:flow"
 # Flows submitted together share one MULTI/EXEC up to this many jobs (a bigger flow goes alone):
 # Redis runs a transaction's scripts without serving anyone else, ~20 µs per job.
@@ -170,9 +173,6 @@ class BullRedis:
             self._producers[prefix] = _FlowProducer(self.client, {"prefix": prefix})
         return self._producers[prefix]
 
-    async def ping(self) -> bool:
-        return bool(await self.client.ping())
-
     async def is_submitted(self, prefix: str, uid: str) -> dict[str, Any] | None:
         raw = await self.client.get(marker_key(prefix, uid))
         return json.loads(raw) if raw else None
@@ -312,11 +312,18 @@ class BullRedis:
         await self.client.delete(marker_key(prefix, uid))
 
     async def update_marker(self, prefix: str, token: str, changes: dict[str, Any]) -> None:
-        """Merge fields into the submission marker (the final status, a new owner)."""
+        """Merge fields into the submission marker (the final status, a new owner), atomically:
+        WATCH/MULTI, so a concurrent change (another operator adopting the same key, the marker
+        removed with the Flow) is never overwritten with stale fields or brought back."""
         key = marker_key(prefix, token)
-        raw = await self.client.get(key)
-        if raw:
-            await self.client.set(key, json.dumps({**json.loads(raw), **changes}))
+
+        async def merge(pipe: Any) -> None:
+            raw = await pipe.get(key)
+            pipe.multi()
+            if raw:
+                pipe.set(key, json.dumps({**json.loads(raw), **changes}))
+
+        await self.client.transaction(merge, key)
 
     async def stream_tail(self, key: str) -> str:
         """The id of the newest event, so reading can resume right after it."""
