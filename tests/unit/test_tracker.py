@@ -1,37 +1,60 @@
-"""FlowTracker's event filter: a flow's own submission events do not make it dirty."""
+"""FlowTracker: which events make a flow dirty, events read before a flow is tracked, and the
+long-lived tasks outliving errors. Waits are on observables with deadlines, never margins."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from bullflow.controllers.refresh_schedule import Outcome
 from bullflow.controllers.tracker import FlowTracker, TrackedFlow, stream_id
 from bullflow.models.flow import FlowStatus
+from bullflow.services.flowtree import PlannedJob
 from bullflow.storage.kube import ObjectRef
 from bullflow.storage.redis_jobs import StreamEntry
 
+TOKEN = "0b5c2a3e-1111-4222-8333-444455556666"
+STREAM = "bull:q:events"
 
-async def _refresh(_flow: TrackedFlow) -> bool:
-    return False
+
+async def _current(_flow: TrackedFlow) -> Outcome:
+    return Outcome.CURRENT
 
 
-def tracker_with(own_events: dict[str, str]) -> FlowTracker:
-    tracker = FlowTracker(_refresh, patch_interval=0.1, resync_interval=60, block_ms=100)
-    conn: Any = None  # never used: nothing is read
-    flow = TrackedFlow(
-        ObjectRef("Flow", "flows", "ns", "f", "uid1"),
+def tracked(own_events: dict[str, str], conn: Any = None, token: str = TOKEN) -> TrackedFlow:
+    job = PlannedJob("0", None, f"bf-{token}-0", "root", "q", False, False, False, False)
+    return TrackedFlow(
+        ObjectRef("Flow", "flows", "ns", "f", token),
         conn,
         "bull",
-        [],
+        [job],
         1,
         FlowStatus(),
+        token=token,
         own_events=own_events,
     )
+
+
+def tracker_with(own_events: dict[str, str], refresh: Any = _current) -> FlowTracker:
+    tracker = FlowTracker(refresh, patch_interval=0.1, resync_interval=600, block_ms=100)
+    flow = tracked(own_events)
     tracker.flows[flow.token] = flow
     return tracker
 
 
-def entry(stream: str, entry_id: str) -> StreamEntry:
-    return StreamEntry(stream, entry_id, {"jobId": "bf-uid1-0.1"})
+def entry(stream: str, entry_id: str, token: str = TOKEN) -> StreamEntry:
+    return StreamEntry(stream, entry_id, {"jobId": f"bf-{token}-0"})
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 def test_stream_ids_compare_in_stream_order():
@@ -41,47 +64,126 @@ def test_stream_ids_compare_in_stream_order():
 
 
 def test_only_events_after_the_submission_count():
-    tracker = tracker_with({"bull:q:events": "1700000000000-5"})
-    assert tracker._own_event("uid1", entry("bull:q:events", "1700000000000-5"))
-    assert tracker._own_event("uid1", entry("bull:q:events", "1699999999999-70"))
-    assert not tracker._own_event("uid1", entry("bull:q:events", "1700000000000-6"))
-    assert not tracker._own_event("uid1", entry("bull:other:events", "1600000000000-0"))
-    assert not tracker._own_event("gone", entry("bull:q:events", "1600000000000-0"))
+    tracker = tracker_with({STREAM: "1700000000000-5"})
+    assert tracker._own_event(TOKEN, entry(STREAM, "1700000000000-5"))
+    assert tracker._own_event(TOKEN, entry(STREAM, "1699999999999-70"))
+    assert not tracker._own_event(TOKEN, entry(STREAM, "1700000000000-6"))
+    assert not tracker._own_event(TOKEN, entry("bull:other:events", "1600000000000-0"))
+    assert not tracker._own_event("gone", entry(STREAM, "1600000000000-0"))
 
 
 def test_a_flow_read_for_real_counts_every_event():
-    assert not tracker_with({})._own_event("uid1", entry("bull:q:events", "1-0"))
+    assert not tracker_with({})._own_event(TOKEN, entry(STREAM, "1-0"))
 
 
-async def test_a_new_flow_is_written_at_once_then_at_most_once_per_interval():
-    import asyncio
-    import time
+class StubConn:
+    """What the tracker asks of a Redis connection; read_events replays a script."""
 
-    refreshed: dict[str, list[float]] = {"a": [], "b": []}
+    url = "redis://127.0.0.1:1/0"
 
-    async def refresh(flow: TrackedFlow) -> bool:
-        refreshed[flow.token].append(time.monotonic())
-        return False
+    def __init__(self, script: list[Any] | None = None) -> None:
+        self.script = list(script or [])
+        self.reads = 0
 
-    tracker = FlowTracker(refresh, patch_interval=0.5, resync_interval=60, block_ms=100)
-    template = tracker_with({}).flows["uid1"]
-    for token in refreshed:
-        tracker.flows[token] = TrackedFlow(
-            template.ref, template.conn, "bull", [], 1, FlowStatus(), token=token
-        )
+    async def stream_tail(self, _key: str) -> str:
+        return "1700000000000-0"
+
+    async def read_events(self, _streams: dict[str, str], _block_ms: int) -> list[StreamEntry]:
+        self.reads += 1
+        if not self.script:
+            await asyncio.sleep(0.05)
+            return []
+        step = self.script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        return list(step)
+
+
+async def test_an_event_read_before_its_flow_is_tracked_makes_the_first_refresh_read_redis():
+    """A fast worker finishes a job between the submission and track(): the reader (already
+    past that event for another flow on the same queue) must not drop it."""
+    tracker = FlowTracker(_current, patch_interval=0.1, resync_interval=600, block_ms=100)
+    tracker._positions[StubConn.url] = {STREAM: "1700000000000-0"}
+    tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-9")])  # "completed"
+    flow = tracked({STREAM: "1700000000000-5"}, StubConn())
+    flow.just_submitted = True
+    await tracker.track(flow)
+    assert not flow.just_submitted and TOKEN in tracker.dirty
+    await tracker.stop()
+
+
+async def test_only_its_own_submission_events_read_early_keep_the_shortcut():
+    tracker = FlowTracker(_current, patch_interval=0.1, resync_interval=600, block_ms=100)
+    tracker._positions[StubConn.url] = {STREAM: "1700000000000-0"}
+    tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-5")])  # its own "added"
+    flow = tracked({STREAM: "1700000000000-5"}, StubConn())
+    flow.just_submitted = True
+    await tracker.track(flow)
+    assert flow.just_submitted
+    await tracker.stop()
+
+
+async def test_the_events_reader_outlives_any_error():
+    """Connection errors, NOPERM, a bug: the reader logs, backs off and reads on; the flows of
+    the connection are re-read once it reads again."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoPermissionError
+
+    refreshed: list[str] = []
+
+    async def refresh(flow: TrackedFlow) -> Outcome:
+        refreshed.append(flow.token)
+        return Outcome.CURRENT
+
+    conn = StubConn(
+        [
+            RedisConnectionError("Connection refused"),
+            NoPermissionError("NOPERM this user has no permissions to run the 'xread' command"),
+            RuntimeError("a bug"),
+            [entry(STREAM, "1700000000000-7")],
+        ]
+    )
+    tracker = FlowTracker(refresh, patch_interval=0.05, resync_interval=600, block_ms=100)
     tracker.start()
     try:
-        tracker.mark_dirty("a")
-        await asyncio.sleep(0.1)
-        assert len(refreshed["a"]) == 1
-        tracker.mark_dirty("b")  # "a" was just written: a new flow must not wait for its turn
-        await asyncio.sleep(0.1)
-        assert len(refreshed["b"]) == 1 and refreshed["b"][0] < refreshed["a"][0] + 0.5
-        for _ in range(5):  # "a" marked again and again: coalesced into one more, 0.5 s after
-            tracker.mark_dirty("a")
-            await asyncio.sleep(0.05)
-        assert len(refreshed["a"]) == 1
-        await asyncio.sleep(0.4)
-        assert len(refreshed["a"]) == 2 and refreshed["a"][1] - refreshed["a"][0] >= 0.5
+        await tracker.track(tracked({}, conn))
+        await until(lambda: conn.reads >= 5, "the reader to read past three errors")
+        await until(lambda: len(refreshed) >= 2, "a refresh after the reader recovered")
+        assert not tracker._readers[conn.url].done()
+    finally:
+        await tracker.stop()
+
+
+async def test_a_refresh_that_failed_is_retried_until_it_succeeds():
+    outcomes = [Outcome.RETRY, Outcome.RETRY, Outcome.RETRY, Outcome.CURRENT]
+    calls: list[Outcome] = []
+
+    async def refresh(_flow: TrackedFlow) -> Outcome:
+        calls.append(outcomes[len(calls)])
+        if len(calls) == 2:
+            raise RuntimeError("an unexpected error is a failure like any other")
+        return calls[-1]
+
+    tracker = FlowTracker(refresh, patch_interval=0.01, resync_interval=600, block_ms=100)
+    tracker.schedule.retry_base = 0.01
+    tracker.start()
+    try:
+        await tracker.track(tracked({}, StubConn()))
+        await until(lambda: len(calls) == 4, "four refreshes: three failures, then success")
+        await until(lambda: not tracker.schedule.failures, "the failure streak to end")
+        assert TOKEN in tracker.flows and not tracker.flows[TOKEN].failing
+    finally:
+        await tracker.stop()
+
+
+async def test_a_finished_flow_is_no_longer_followed():
+    async def finished(_flow: TrackedFlow) -> Outcome:
+        return Outcome.FINISHED
+
+    tracker = FlowTracker(finished, patch_interval=0.01, resync_interval=600, block_ms=100)
+    tracker.start()
+    try:
+        await tracker.track(tracked({}, StubConn()))
+        await until(lambda: TOKEN not in tracker.flows, "the finished flow to be forgotten")
     finally:
         await tracker.stop()
