@@ -61,6 +61,7 @@ def setup(states: dict[str, str]) -> tuple[FlowController, StubKube, StubRedis, 
         {"root": {"name": "p", "queueName": "q", "children": [{"name": "c", "queueName": "q"}]}}
     )
     flow = TrackedFlow(REF, redis, "bull", plan(spec, UID), 1, FlowStatus(phase="Submitted"))  # type: ignore[arg-type]
+    controller.tracker.flows[flow.token] = flow
     return controller, kube, redis, flow
 
 
@@ -128,3 +129,10 @@ async def test_an_event_that_cannot_be_posted_does_not_undo_the_written_status()
     kube.event = refuse  # type: ignore[method-assign]
     assert await controller.refresh(flow) is Outcome.FINISHED
     assert flow.status.phase == "Completed"
+
+
+async def test_what_was_read_for_a_flow_deleted_meanwhile_is_not_written():
+    controller, kube, _redis, flow = setup({})
+    controller.tracker.forget(flow.token)
+    assert await controller.refresh(flow) is Outcome.GONE
+    assert kube.written == [] and kube.events == []

@@ -295,6 +295,8 @@ class FlowController:
             verb = "is unreachable" if reason == "RedisUnavailable" else "refused a read"
             message = f"Redis at {redacted_url(flow.conn.url)} {verb}: {err}"
             desired = not_ready(written, flow.generation, reason, message)
+            if not self._still_tracked(flow):
+                return Outcome.GONE
             if desired != written and await self._write(flow, desired, "condition") is None:
                 return Outcome.GONE
             return Outcome.RETRY
@@ -313,6 +315,8 @@ class FlowController:
             desired.conditions = await self._workers_condition(flow, desired, snaps)
         else:  # a finished flow needs no workers: drop what would now be stale
             desired.conditions = [c for c in desired.conditions if c.type != "WorkersAvailable"]
+        if not self._still_tracked(flow):
+            return Outcome.GONE
         if desired != written:
             took = await self._write(flow, desired, "progress")
             if took is None:
@@ -336,6 +340,11 @@ class FlowController:
                 return Outcome.RETRY
         self._schedule_ttl(flow.ref, flow.ttl_seconds, desired)
         return Outcome.FINISHED
+
+    def _still_tracked(self, flow: TrackedFlow) -> bool:
+        """False if the flow was deleted (its jobs being removed) or replaced while its jobs
+        were read: what was read must not be written."""
+        return self.tracker.flows.get(flow.token) is flow
 
     async def _read_jobs(self, flow: TrackedFlow) -> dict[str, JobSnapshot]:
         if flow.just_submitted:

@@ -124,12 +124,13 @@ class FlowTracker:
         return self.schedule.dirty
 
     async def track(self, flow: TrackedFlow) -> None:
-        """Follow a flow; reads its events from now on and refreshes it soon."""
+        """Follow a flow; reads its events from now on and refreshes it soon. No I/O, so it
+        cannot fail: a stream whose position is unknown gets it from the reader."""
         positions = self._positions.setdefault(flow.conn.url, {})
         flow.streams = sorted({events_key(flow.prefix, j.queue) for j in flow.jobs})
         for key in flow.streams:
-            if key not in positions:
-                positions[key] = flow.own_events.get(key) or await flow.conn.stream_tail(key)
+            if key not in positions and key in flow.own_events:
+                positions[key] = flow.own_events[key]
         self.forget(flow.token)
         self.flows[flow.token] = flow
         self._watchers.setdefault(flow.conn.url, Counter()).update(flow.streams)
@@ -145,7 +146,7 @@ class FlowTracker:
         flow = self.flows.pop(token, None)
         self.schedule.drop(token)
         if flow is not None:
-            watchers = self._watchers[flow.conn.url]
+            watchers = self._watchers.setdefault(flow.conn.url, Counter())
             watchers.subtract(flow.streams)
             for key in flow.streams:
                 if watchers[key] <= 0:
@@ -175,17 +176,31 @@ class FlowTracker:
         positions = self._positions.get(url, {})
         return {key: positions[key] for key in self._watchers.get(url, ()) if key in positions}
 
+    async def _resolve_positions(self, conn: BullRedis) -> None:
+        """Start each newly watched stream at its newest event; the flows on it are re-read,
+        as events may have come before its position was known."""
+        positions = self._positions.setdefault(conn.url, {})
+        new = [key for key in self._watchers.get(conn.url, ()) if key not in positions]
+        for key in new:
+            positions[key] = await conn.stream_tail(key)
+        if new:
+            fresh = set(new)
+            for token, flow in list(self.flows.items()):
+                if flow.conn.url == conn.url and fresh.intersection(flow.streams):
+                    self.mark_dirty(token)
+
     async def _read_events(self, conn: BullRedis) -> None:
         """Survives any error (a lost connection, NOPERM, WRONGTYPE, a bug): one log line per
         streak, a metric, a short backoff, and every flow of the connection re-read once it
         reads again (states may have moved unseen)."""
         delay = 0.0
         while True:
-            streams = self._streams_for(conn.url)
-            if not streams:
-                await asyncio.sleep(0.2)
-                continue
             try:
+                await self._resolve_positions(conn)
+                streams = self._streams_for(conn.url)
+                if not streams:
+                    await asyncio.sleep(0.2)
+                    continue
                 entries = await conn.read_events(streams, self.block_ms)
             except Exception as err:  # the reader must outlive any error
                 metrics.TASK_FAILURES.labels("events-reader").inc()
