@@ -258,34 +258,55 @@ async def test_flow_parent_sums_children(
         assert await cq.getJobState(child["job"].id) == "completed"
 
 
+HELD_PROCESSOR = """
+import asyncio, pathlib, time
+
+async def held(job):
+    release = pathlib.Path(job.data["release"])
+    deadline = time.monotonic() + 120
+    while not release.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} was never created")
+        await asyncio.sleep(0.05)
+    return job.data
+"""
+
+
 async def test_sigterm_drains_in_flight_job(start_worker: Any, queues: Any, tmp_path: Path) -> None:
     name = _qname("drain")
     q = queues(name)
     active_file = tmp_path / "active.json"
+    # The in-flight job runs until the test releases it, not for a time "long enough" to see
+    # the drain: the worker is still draining whenever the checks below happen.
+    (tmp_path / "held_proc.py").write_text(HELD_PROCESSOR)
+    release = tmp_path / "release"
     w = start_worker(
         "--queue",
         name,
         "--processor",
-        "bullflow_worker.processors:sleep",
+        "held_proc:held",
         "--active-file",
         str(active_file),
+        env={"PYTHONPATH": str(tmp_path)},
     )
-    job = await q.add("slow", {"seconds": 2.5, "tag": "in-flight"})
-    _wait(lambda: json.loads(w.get("/active")[1])["active"] == 1, 10, "job to become active")
+    job = await q.add("slow", {"release": str(release), "tag": "in-flight"})
+    _wait(lambda: json.loads(w.get("/active")[1])["active"] == 1, 30, "job to become active")
     assert json.loads(active_file.read_text())["active"] == 1
 
     w.proc.send_signal(signal.SIGTERM)
-    _wait(lambda: w.get("/readyz")[0] == 503, 2, "/readyz to report draining")
+    _wait(lambda: w.get("/readyz")[0] == 503, 30, "/readyz to report draining")
     assert json.loads(w.get("/active")[1])["draining"] is True
     # a job enqueued while draining must not be picked up (it stays for another worker)
     late = await q.add("late", {"seconds": 0})
+    assert w.proc.poll() is None, w.logs()  # it waits for its job
+    release.write_text("done\n")
 
-    rc = await asyncio.to_thread(w.proc.wait, 20)
+    rc = await asyncio.to_thread(w.proc.wait, 30)
     assert rc == 0, w.logs()
     assert await q.getJobState(job.id) == "completed"
     done = await Job.fromId(q, job.id)
     assert done is not None
-    assert done.returnvalue == {"seconds": 2.5, "tag": "in-flight"}
+    assert done.returnvalue == {"release": str(release), "tag": "in-flight"}
     assert await q.getJobState(late.id) == "waiting"
     assert json.loads(active_file.read_text()) == {
         "active": 0,
@@ -308,7 +329,7 @@ async def test_second_signal_forces_exit(start_worker: Any, queues: Any) -> None
     job = await q.add("slow", {"seconds": 60})
     _wait(lambda: json.loads(w.get("/active")[1])["active"] == 1, 10, "job to become active")
     w.proc.send_signal(signal.SIGTERM)
-    _wait(lambda: w.get("/readyz")[0] == 503, 2, "draining")
+    _wait(lambda: w.get("/readyz")[0] == 503, 30, "draining")
     w.proc.send_signal(signal.SIGTERM)
     rc = await asyncio.to_thread(w.proc.wait, 10)
     assert rc == 128 + signal.SIGTERM, w.logs()

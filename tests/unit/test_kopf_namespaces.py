@@ -26,6 +26,18 @@ def kopfs_own_handler() -> Any:
     return getattr(handler, "__wrapped__", handler)
 
 
+class CountingCondition(asyncio.Condition):
+    """insights.revised that counts its notifications: "woken for nothing" without a timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notified = 0
+
+    def notify(self, n: int = 1) -> None:  # notify_all() calls notify(len(waiters))
+        self.notified += 1
+        super().notify(n)
+
+
 async def revised(insights: references.Insights) -> asyncio.Task[None]:
     """A task waiting on insights.revised like kopf's orchestrator: it ends when woken."""
 
@@ -51,19 +63,21 @@ async def test_a_listed_namespace_matching_the_patterns_is_watched() -> None:
     kopf_namespaces.install()  # idempotent: wraps kopf's handler once
     handler = observation.process_discovered_namespace_event
     assert kopfs_own_handler() is not handler and not hasattr(kopfs_own_handler(), "__wrapped__")
-    insights = references.Insights()
+    condition = CountingCondition()
+    insights = references.Insights(revised=condition)
 
     waiter = await revised(insights)
     await handler(raw_event=event(None, "t-new"), namespaces=PATTERNS, insights=insights)
     assert insights.namespaces == {"t-new"}
-    await asyncio.wait_for(waiter, 2)
+    assert condition.notified == 1
+    await asyncio.wait_for(waiter, 30)
 
     waiter = await revised(insights)
     for name in ("t-new", "other"):  # known already / not matching: nothing to revise
         await handler(raw_event=event(None, name), namespaces=PATTERNS, insights=insights)
     assert insights.namespaces == {"t-new"}
-    done, _ = await asyncio.wait([waiter], timeout=0.2)
-    assert not done, "woke the orchestrator for nothing"
+    assert condition.notified == 1, "woke the orchestrator for nothing"
+    assert not waiter.done()
     waiter.cancel()
 
 
