@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 export BULLFLOW_CACHE ?= $(HOME)/.cache/bullflow
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+STRESS_RUNS ?= 3
 
 .PHONY: help
 help: ## List every target with a one-line description
@@ -55,6 +56,10 @@ test-integration: bootstrap ## Run the integration tests (real Redis + control p
 .PHONY: test-e2e
 test-e2e: bootstrap ## Run the end-to-end tests (operator + real workers)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: test-stress
+test-stress: bootstrap ## Every test tier STRESS_RUNS times (default 3) with stress-ng loading all cores (not in `test`)
+	@STRESS_RUNS=$(STRESS_RUNS) PY=$(PY) PYTEST_ARGS='$(PYTEST_ARGS)' bash hack/stress.sh
 
 .PHONY: bench
 bench: bootstrap ## Run the full benchmark suite; writes bench/results/<date>.json and .md
