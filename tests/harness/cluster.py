@@ -13,6 +13,7 @@ Every daemon logs to ``<workdir>/logs/<name>.log``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import shutil
 import ssl
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,7 +29,7 @@ from typing import Any
 import yaml
 
 from tests.harness.certs import PKI, generate_pki
-from tests.harness.process import ManagedProcess, free_port, wait_for
+from tests.harness.process import ManagedProcess, free_port, port_open, wait_for
 from tests.harness.tools import Tools, ensure_tools
 
 log = logging.getLogger(__name__)
@@ -262,6 +264,78 @@ class LocalCluster:
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
+
+    # -- faults: one daemon down and back ----------------------------------------------------
+
+    def component(self, name: str) -> ManagedProcess:
+        """The daemon called `name` ("etcd", "kube-apiserver", "kube-controller-manager"...)."""
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        raise KeyError(f"no component {name!r}; have {[p.name for p in self.processes]}")
+
+    def stop_component(self, name: str, timeout: float | None = None) -> None:
+        """Stops one daemon (SIGTERM, SIGKILL after `timeout`, default 10 s; etcd and the API
+        server drain their clients for several seconds) and waits until its port is closed;
+        the others keep running and retry against it."""
+        proc = self.component(name)
+        default = proc.stop_timeout
+        proc.stop_timeout = default if timeout is None else timeout
+        try:
+            proc.stop()
+        finally:
+            proc.stop_timeout = default
+        port = {"etcd": self.etcd_port, "kube-apiserver": self.apiserver_port}.get(name)
+        if port:
+            wait_for(lambda: not port_open(port), 30, f"{name} port {port} closed")
+
+    def start_component(self, name: str, timeout: float | None = None) -> None:
+        """Starts a stopped daemon again with its command line: same ports, same certificates,
+        same data dir (etcd keeps its data). Returns once it is ready, and the API server with
+        it (after etcd, the API server answers /readyz only when it has reconnected)."""
+        proc = self.component(name)
+        if not proc.running():
+            proc.start()
+        self.wait_ready(name, timeout)
+
+    def restart_component(
+        self, name: str, down_seconds: float = 0.0, stop_timeout: float | None = None
+    ) -> None:
+        self.stop_component(name, stop_timeout)
+        if down_seconds:
+            time.sleep(down_seconds)
+        self.start_component(name)
+
+    @contextlib.contextmanager
+    def component_down(self, name: str, stop_timeout: float | None = None) -> Iterator[None]:
+        """`with cluster.component_down("kube-apiserver"): ...`: down inside, ready after."""
+        self.stop_component(name, stop_timeout)
+        try:
+            yield
+        finally:
+            self.start_component(name)
+
+    def wait_ready(self, name: str, timeout: float | None = None) -> None:
+        timeout = self.start_timeout if timeout is None else timeout
+        proc = self.component(name)
+        if name == "etcd":
+            url = f"http://127.0.0.1:{self.etcd_port}/health"
+            wait_for(
+                lambda: _http_get(url, None).get("health") == "true",
+                timeout,
+                "etcd /health",
+                interval=0.1,
+                check=proc.check_running,
+            )
+        if name in ("etcd", "kube-apiserver"):
+            ctx = self.ssl_context()
+            wait_for(
+                lambda: _http_get(f"{self.server}/readyz", ctx, raw=True) == "ok",
+                timeout,
+                "kube-apiserver /readyz",
+                interval=0.1,
+                check=self.component("kube-apiserver").check_running,
+            )
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -437,8 +437,8 @@ class StatusTruthChecker:
     def read_flows(self) -> list[dict[str, Any]]:
         from kubernetes import client
 
-        custom = client.CustomObjectsApi(self.api_client)
-        flows = []
+        custom: Any = client.CustomObjectsApi(self.api_client)
+        flows: list[dict[str, Any]] = []
         for ns in self.namespaces:
             listing = custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
             flows += [f for f in listing["items"] if not f["metadata"].get("deletionTimestamp")]
