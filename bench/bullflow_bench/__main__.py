@@ -23,12 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from . import report, scenarios
+from .burst_write_back import burst_write_back
 from .env import BenchEnv, machine_info
 from .profile import summarize_profile
 from .scenarios import SMOKE, Params
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = ("submission", "write_back", "large_flow", "many_flows", "autoscaling")
+ORDER = (
+    "submission",
+    "write_back",
+    "burst_write_back",
+    "large_flow",
+    "many_flows",
+    "autoscaling",
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -127,6 +135,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     if name == "autoscaling":
                         sc = scenarios.autoscaling(env, prm)
+                    elif name == "burst_write_back":
+                        sc = asyncio.run(burst_write_back(env, prm, smoke=args.smoke))
                     else:
                         sc = asyncio.run(getattr(scenarios, name)(env, prm))
                 except Exception as err:
@@ -137,6 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if env.profile_dir is not None:
                     key = {
                         "write_back": "wb",
+                        "burst_write_back": "bwb",
                         "large_flow": "large",
                         "many_flows": "many",
                         "autoscaling": "as",

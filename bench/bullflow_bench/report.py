@@ -10,6 +10,7 @@ from typing import Any
 TITLES = {
     "submission": "1. Submission",
     "write_back": "2. Write-back",
+    "burst_write_back": "2b. Burst write-back",
     "large_flow": "3. Large flow",
     "many_flows": "4. Many flows",
     "autoscaling": "5. Autoscaling",

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = (
     "submission",
     "write_back",
+    "burst_write_back",
     "large_flow",
     "many_flows",
     "autoscaling",
