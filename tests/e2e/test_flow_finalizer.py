@@ -5,6 +5,7 @@ FlowController against the real API server and redis-server, without kopf, so th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,6 +57,32 @@ def get_flow(kube_client: Any, namespace: str, name: str) -> dict:
     return body
 
 
+async def worked_off(controller: FlowController, timeout: float = 30) -> None:
+    """Every finalizer write queued so far has been attempted (made, or failed with a retry
+    pending), instead of sleeping until it probably has."""
+    bookkeeper = controller.bookkeeper
+    try:
+        await asyncio.wait_for(bookkeeper._queue.join(), timeout)
+    except TimeoutError:
+        raise AssertionError(
+            f"{bookkeeper.backlog()} finalizer writes still queued after {timeout}s"
+        ) from None
+
+
+async def finalizers_settled(controller: FlowController, timeout: float = 60) -> None:
+    """Every finalizer queued so far has been added (or its Flow is gone), retries included."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await worked_off(controller, max(deadline - time.monotonic(), 0.1))
+        if not controller.bookkeeper._pending:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"finalizers of {controller.bookkeeper._pending} not added after {timeout}s"
+            )
+        await asyncio.sleep(0.05)
+
+
 def jobs_in_redis(url: str, prefix: str, uid: str) -> int:
     r = redis_sync.Redis.from_url(url)
     try:
@@ -77,15 +104,12 @@ async def test_the_finalizer_follows_the_submission_and_only_for_delete_policy(
     assert not get_flow(kube_client, ns, "del")["metadata"].get("finalizers")
     assert controller.bookkeeper.backlog() == 1  # the Delete one only
     controller.bookkeeper.start()
-    for _ in range(100):
-        if get_flow(kube_client, ns, "del")["metadata"].get("finalizers"):
-            break
-        await asyncio.sleep(0.05)
+    await finalizers_settled(controller)
     assert get_flow(kube_client, ns, "del")["metadata"]["finalizers"] == [FINALIZER]
     assert not get_flow(kube_client, ns, "orph")["metadata"].get("finalizers")
     # A second reconcile (e.g. after a restart) does not add it twice.
     await controller.reconcile(get_flow(kube_client, ns, "del"))
-    await asyncio.sleep(0.3)
+    await finalizers_settled(controller)
     assert get_flow(kube_client, ns, "del")["metadata"]["finalizers"] == [FINALIZER]
 
 
@@ -103,8 +127,9 @@ async def test_a_flow_deleted_before_its_finalizer_still_has_its_jobs_removed(
     await controller.gone(body)
     assert jobs_in_redis(redis_server.url, redis_prefix, uid) == 0
     controller.bookkeeper.start()  # its queued finalizer finds the Flow gone: no error, no retry
-    await asyncio.sleep(0.3)
+    await worked_off(controller)
     assert controller.bookkeeper.backlog() == 0
+    assert not controller.bookkeeper._pending, "a retry is scheduled"
 
 
 async def test_an_orphan_flow_keeps_its_jobs_when_gone(

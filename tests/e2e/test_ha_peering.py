@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tests.e2e.drain import run_sentinels
 from tests.e2e.flows import Flows
 from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet
 from tests.harness.cluster import LocalCluster
@@ -220,8 +221,18 @@ def test_two_operators_one_active_failover_on_sigkill(
         # The flows that completed before the failover stay as they were (no re-run).
         for name in first:
             assert flows.get(name)["status"]["phase"] == "Completed"
-        time.sleep(1.0)  # anything run twice would show up by now
-        counts = collections.Counter(read(exec_log))
+        # On resuming, the standby handles the Flows it had not seen, the completed ones too:
+        # once it has, none of them was submitted again, or the sentinels below come after.
+        wait_for(
+            lambda: all(handled(standby.log_text(), n) for n in first),
+            30,
+            "the standby to have handled the flows that completed before the failover",
+        )
+        # Anything run twice was queued before these sentinels (FIFO): it has run by now.
+        sentinels = run_sentinels(redis_server.url, redis_prefix, QUEUES)
+        lines = read(exec_log)
+        assert sentinels <= set(lines), lines
+        counts = collections.Counter(job for job in lines if job not in sentinels)
         assert len(counts) == 4 * (len(first) + len(second)), counts
         assert max(counts.values()) == 1, [k for k, v in counts.items() if v > 1]
         print(

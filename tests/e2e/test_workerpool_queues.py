@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from bullflow.storage.queues import QueueReader, queues_without_workers
@@ -40,12 +41,15 @@ def test_backlog_counts_due_delayed_jobs(redis_url: str, redis_prefix: str) -> N
             from bullmq import Queue
 
             q = Queue("d", {"connection": conn.client, "prefix": redis_prefix})
+            # The clock is the reader's `now_ms`: "soon" is due 300 ms after it was added,
+            # whatever the time the reads below take.
+            added_from = round(time.time() * 1000)  # as bullmq stamps a job
             await q.add("later", {}, {"jobId": "later", "delay": 3_600_000})
             await q.add("soon", {}, {"jobId": "soon", "delay": 300})
             await q.add("prio", {}, {"jobId": "prio", "priority": 5})
-            before = await QueueReader(conn).counts(redis_prefix, "d")
-            await asyncio.sleep(0.5)
-            after = await QueueReader(conn).counts(redis_prefix, "d")
+            added_until = round(time.time() * 1000)
+            before = await QueueReader(conn).counts(redis_prefix, "d", now_ms=added_from)
+            after = await QueueReader(conn).counts(redis_prefix, "d", now_ms=added_until + 300)
             return before, after
         finally:
             await conn.close()

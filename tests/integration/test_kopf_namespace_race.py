@@ -58,16 +58,33 @@ async def observed_namespaces(
         await asyncio.to_thread(create_between_listings)
         await real_watcher(**kwargs)
 
+    # Whether kopf keeps the namespace or not, the watcher hands its listing event to the
+    # namespace handler (kopf's own, or patched): once that call has returned, the outcome is
+    # final. Waiting for it replaces a sleep "long enough for the listing".
+    handler = observation.process_discovered_namespace_event
+    handled = asyncio.Event()
+
+    async def recording_handler(*, raw_event: Any, **kwargs: Any) -> None:
+        await handler(raw_event=raw_event, **kwargs)
+        if raw_event["object"]["metadata"]["name"] in patterns:
+            handled.set()
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(observation.queueing, "watcher", watcher_after_a_creation)
+        mp.setattr(observation, "process_discovered_namespace_event", recording_handler)
         observer = asyncio.create_task(
             observation.namespace_observer(
                 clusterwide=False, namespaces=patterns, insights=insights, settings=settings
             )
         )
         try:
-            await asyncio.wait_for(insights.ready_namespaces.wait(), 10)
-            await asyncio.sleep(2)  # the watcher's listing and the first watch events
+            await asyncio.wait_for(insights.ready_namespaces.wait(), 30)
+            try:
+                await asyncio.wait_for(handled.wait(), 30)
+            except TimeoutError:
+                raise AssertionError(
+                    f"kopf's namespace watcher did not hand {patterns} to its handler in 30s"
+                ) from None
         finally:
             observer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
