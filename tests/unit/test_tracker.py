@@ -187,3 +187,17 @@ async def test_a_finished_flow_is_no_longer_followed():
         await until(lambda: TOKEN not in tracker.flows, "the finished flow to be forgotten")
     finally:
         await tracker.stop()
+
+
+async def test_an_event_read_before_the_first_refresh_makes_it_read_redis():
+    """The event's mark merges into the one track() made: the refresh that takes both must
+    read the jobs, not write the states the submission left."""
+    tracker = FlowTracker(_current, patch_interval=0.1, resync_interval=600, block_ms=100)
+    flow = tracked({STREAM: "1700000000000-5"}, StubConn())
+    flow.just_submitted = True
+    await tracker.track(flow)
+    tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-5")])  # its own "added"
+    assert flow.just_submitted
+    tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-9")])  # "completed"
+    assert not flow.just_submitted and tracker.dirty == {TOKEN}
+    await tracker.stop()

@@ -227,8 +227,12 @@ class FlowTracker:
             if parsed is None:
                 continue
             token = parsed[0]
-            if token in self.flows:
+            flow = self.flows.get(token)
+            if flow is not None:
                 if not self._own_event(token, entry):
+                    # Its jobs moved: a refresh not started yet must read them, not take the
+                    # states the submission left (this mark may be merged into its own).
+                    flow.just_submitted = False
                     self.mark_dirty(token)
             else:
                 self._remember_early(token, entry)
