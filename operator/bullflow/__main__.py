@@ -61,7 +61,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from .handlers import flow, kopf_namespaces, lifecycle, workerpool  # noqa: F401 - registers
+    from .redaction import install_log_redaction
 
+    # Before anything logs: no log line (nor the Events kopf posts from them) repeats a Redis
+    # password, whoever writes it.
+    install_log_redaction()
     kopf_namespaces.install()
 
     kopf.configure(

@@ -1,12 +1,18 @@
-"""Which Redis a resource talks to: its Secret's URL, or the operator's default."""
+"""Which Redis a resource talks to: its Secret's URL, or the operator's default.
+
+Every URL met here is handed to redaction.remember_url, so that its password is masked in
+whatever the operator says later. `redacted_url` is re-exported for the controllers."""
 
 from __future__ import annotations
 
 from urllib.parse import urlparse
 
 from ..models.common import SecretKeyRef
+from ..redaction import redacted_url, remember_url
 from ..storage.kube import KubeApi
 from ..storage.redis_jobs import BullRedis
+
+__all__ = ["ConnectionError_", "RedisPool", "check_url", "redacted_url"]
 
 
 class ConnectionError_(Exception):
@@ -19,19 +25,16 @@ class ConnectionError_(Exception):
 
 
 def check_url(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+    try:
+        parsed = urlparse(url)
+        valid = parsed.scheme in ("redis", "rediss") and bool(parsed.hostname)
+    except ValueError:  # e.g. a bad IPv6 literal; its message is not worth the risk of a leak
+        valid = False
+    if not valid:
         raise ConnectionError_(
             "InvalidConnection", "the Redis URL must look like redis://host:port or rediss://..."
         )
     return url
-
-
-def redacted_url(url: str) -> str:
-    """The URL without credentials, path or query: safe in conditions, Events and logs."""
-    parsed = urlparse(url)
-    host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")
-    return f"{parsed.scheme}://{host}"
 
 
 class RedisPool:
@@ -40,6 +43,8 @@ class RedisPool:
     def __init__(self, kube: KubeApi, default_url: str | None, timeout: float) -> None:
         self.kube = kube
         self.default_url = default_url
+        if default_url:
+            remember_url(default_url)
         self.timeout = timeout
         self._by_url: dict[str, BullRedis] = {}
 
@@ -58,10 +63,15 @@ class RedisPool:
                 "ConnectionSecretNotFound",
                 f"Secret {namespace}/{ref.name} with key {ref.key!r} was not found",
             )
-        return self.get(check_url(url.strip()))
+        url = url.strip()
+        remember_url(url)
+        return self.get(check_url(url))
 
     def get(self, url: str) -> BullRedis:
         if url not in self._by_url:
+            # Before anything can fail with it: from now on no log line, Event or condition
+            # repeats its password (see redaction.py).
+            remember_url(url)
             self._by_url[url] = BullRedis(url, timeout=self.timeout)
         return self._by_url[url]
 

@@ -11,6 +11,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import GROUP, VERSION
+from ..redaction import scrub
 from ..services.conditions import now_rfc3339
 
 COMPONENT = "bullflow-operator"
@@ -153,7 +154,8 @@ class KubeApi:
             },
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            # Messages quote Redis errors; no Event may repeat a credential (redaction.py).
+            "message": scrub(message)[:1024],
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
