@@ -431,6 +431,12 @@ def test_rbac_is_sufficient_for_workerpools(
         ("watch", "secrets", "watched", False),
         ("get", "secrets", "other", False),
         ("get", "secrets", "release", False),
+        # The Secret holding the default Redis URL of a WorkerPool without spec.connection.
+        ("create", "secrets", "watched", True),
+        ("update", "secrets", "watched", True),
+        ("patch", "secrets", "watched", False),
+        ("delete", "secrets", "watched", False),
+        ("create", "secrets", "other", False),
         ("patch", "flows.bullflow.io", "watched", True),
         ("patch", "flows.bullflow.io/status", "watched", True),
         ("patch", "workerpools.bullflow.io/status", "watched", True),

@@ -25,14 +25,22 @@ from pydantic import ValidationError
 
 from .. import GROUP, VERSION, __version__, metrics
 from ..config import Settings
-from ..models.common import Condition
+from ..models.common import Condition, SecretKeyRef
 from ..models.workerpool import (
     DEFAULT_IMAGE_REPO,
     Backlog,
     WorkerPoolSpec,
     WorkerPoolStatus,
 )
+from ..redaction import describe_error, scrub
 from ..services.conditions import now_rfc3339, set_condition
+from ..services.connection_secret import (
+    URL_KEY,
+    SecretAction,
+    build_default_connection_secret,
+    default_connection_secret_name,
+    secret_action,
+)
 from ..services.scaling import Stabilizer, decide, deletion_costs, fallback, sum_counts
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.kube_apps import KubeApps, ScaleState
@@ -47,6 +55,28 @@ MIN_TURN_SECONDS = 0.2
 STATUS_MIN_INTERVAL = 1.0
 EVENT_BLOCK_MS = 1000
 HTTP_PORT = 8080
+# The managed default-connection Secret is read again at most this often: a hand-deleted or
+# edited one is restored within this time, without a GET per turn.
+SECRET_RECHECK_SECONDS = 30.0
+# After a failed turn the loop waits 1, 2, 4 ... up to this many seconds (wake-ups included:
+# at most one turn a second while it keeps failing).
+FAILURE_BACKOFF_MAX_SECONDS = 30.0
+FAILURE_MIN_TURN_SECONDS = 1.0
+# A pod-template annotation: the managed Secret's resourceVersion, so that workers restart on
+# a new default URL (env from a Secret is read at container start only).
+SECRET_VERSION_ANNOTATION = "bullflow.io/connection-secret-version"
+
+
+@dataclass(frozen=True)
+class ManagedSecret:
+    """The operator's Secret holding the default Redis URL for one pool's workers."""
+
+    name: str
+    resource_version: str
+
+
+class ManagedSecretConflict(Exception):
+    """A Secret with the managed Secret's name exists and is not this WorkerPool's."""
 
 
 def deployment_name(pool: str) -> str:
@@ -59,9 +89,13 @@ def build_deployment(
     uid: str,
     spec: WorkerPoolSpec,
     replicas: int,
-    default_url: str | None,
+    default_secret: ManagedSecret | None,
 ) -> dict[str, Any]:
-    """The owned Deployment running bullflow-worker (a pure function of the spec)."""
+    """The owned Deployment running bullflow-worker (a pure function of the spec).
+
+    The Redis URL reaches the workers only through a Secret: the pool's spec.connection, else
+    `default_secret` (the operator's default URL, see services/connection_secret.py); never as
+    a plain env value, which anyone who can read Deployments or Pods would see."""
     worker = spec.worker
     assert worker is not None
     labels = {
@@ -86,17 +120,18 @@ def build_deployment(
         "json",
         *worker.args,
     ]
-    if spec.connection is not None:
-        url_env: dict[str, Any] = {
+    url_ref = spec.connection or (
+        SecretKeyRef(name=default_secret.name, key=URL_KEY) if default_secret else None
+    )
+    url_env: dict[str, Any] = (
+        {
             "name": "BULLFLOW_REDIS_URL",
-            "valueFrom": {
-                "secretKeyRef": {"name": spec.connection.name, "key": spec.connection.key}
-            },
+            "valueFrom": {"secretKeyRef": {"name": url_ref.name, "key": url_ref.key}},
         }
-    else:
-        # No Secret named: the operator's own default URL, as for Flows. Prefer a connection
-        # Secret when the URL carries a password (this value is visible in the Deployment).
-        url_env = {"name": "BULLFLOW_REDIS_URL", "value": default_url or ""}
+        if url_ref is not None
+        # No Secret and no default Redis: nothing to hide (the pool reports NoConnection).
+        else {"name": "BULLFLOW_REDIS_URL", "value": ""}
+    )
     env = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -144,6 +179,9 @@ def build_deployment(
         pod_spec["tolerations"] = worker.tolerations
     if worker.affinity:
         pod_spec["affinity"] = worker.affinity
+    pod_annotations = dict(worker.pod_annotations)
+    if spec.connection is None and default_secret is not None:
+        pod_annotations[SECRET_VERSION_ANNOTATION] = default_secret.resource_version
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -169,7 +207,7 @@ def build_deployment(
             "template": {
                 "metadata": {
                     "labels": {**worker.pod_labels, **labels},
-                    **({"annotations": worker.pod_annotations} if worker.pod_annotations else {}),
+                    **({"annotations": pod_annotations} if pod_annotations else {}),
                 },
                 "spec": pod_spec,
             },
@@ -191,6 +229,8 @@ class PoolState:
     events_key: tuple[str, str, tuple[str, ...]] | None = None
     events_task: asyncio.Task[None] | None = None
     redis_down_since: float | None = None
+    default_secret: ManagedSecret | None = None
+    default_secret_checked: float = 0.0
 
 
 class WorkerPoolController:
@@ -263,37 +303,52 @@ class WorkerPoolController:
         ref = ObjectRef("WorkerPool", "workerpools", meta["namespace"], meta["name"], meta["uid"])
         state = self.pools.setdefault(ref.uid, PoolState(ref))
         state.status = _status_of(body)
+        failures = 0  # turns failed in a row
         try:
             while not stopped:
                 state.wake.clear()
                 started = time.monotonic()
                 try:
                     sleep = await self.reconcile_once(state, body)
+                    failures = 0
                 except asyncio.CancelledError:
                     raise
-                except Exception as err:
-                    log.exception("WorkerPool %s/%s: reconcile failed", ref.namespace, ref.name)
-                    sleep = 5.0
-                    await self._safe_condition(
-                        state,
-                        body,
-                        "Ready",
-                        False,
-                        "ReconcileError",
-                        f"{type(err).__name__}: {err}",
-                    )
+                except Exception as err:  # the loop must outlive any error
+                    failures += 1
+                    sleep = failure_backoff(failures)
+                    await self._turn_failed(state, body, err, failures, sleep)
                 with contextlib.suppress(TimeoutError):
                     # Not wait_for: on Python 3.11 it swallows a cancel that lands as the
                     # event fires.
                     async with asyncio.timeout(sleep):
                         await state.wake.wait()
+                min_turn = FAILURE_MIN_TURN_SECONDS if failures else MIN_TURN_SECONDS
                 elapsed = time.monotonic() - started
-                if elapsed < MIN_TURN_SECONDS:
-                    await asyncio.sleep(MIN_TURN_SECONDS - elapsed)
+                if elapsed < min_turn:
+                    await asyncio.sleep(min_turn - elapsed)
         finally:
             await self._stop_events(state)
             self.pools.pop(ref.uid, None)
             _drop_metrics(ref)
+
+    async def _turn_failed(
+        self, state: PoolState, body: Any, err: Exception, failures: int, retry_in: float
+    ) -> None:
+        """One line naming the pool and the error (the traceback at debug level), a metric,
+        and the error in the Ready condition; the loop carries on after `retry_in`."""
+        ref = state.ref
+        message = describe_error(err)
+        metrics.TASK_FAILURES.labels("workerpool-loop").inc()
+        log.error(
+            "WorkerPool %s/%s: reconcile failed (%d in a row), retrying in %.0fs: %s",
+            ref.namespace,
+            ref.name,
+            failures,
+            retry_in,
+            message,
+        )
+        log.debug("WorkerPool %s/%s: reconcile failure", ref.namespace, ref.name, exc_info=err)
+        await self._safe_condition(state, body, "Ready", False, "ReconcileError", message)
 
     async def reconcile_once(self, state: PoolState, body: Any) -> float:
         """One idempotent pass. Returns how long to wait before the next one (at most)."""
@@ -360,7 +415,7 @@ class WorkerPoolController:
                 metrics.REDIS_ERRORS.labels("backlog").inc()
                 conn_error = (
                     "RedisUnavailable",
-                    f"Redis at {redacted_url(conn.url)} is unreachable: {err}",
+                    f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}",
                 )
         now = time.monotonic()
         if counts is None:
@@ -416,11 +471,23 @@ class WorkerPoolController:
         )
         status.desired_replicas = desired
 
+        # Where the owned workers find the default Redis (a Secret, never a plain env value).
+        default_secret: ManagedSecret | None = None
+        if spec.worker is not None and spec.connection is None and self.pool.default_url:
+            try:
+                default_secret = await self._ensure_default_secret(state)
+            except ManagedSecretConflict as err:
+                status.conditions = set_condition(
+                    status.conditions, "Ready", False, "SecretConflict", str(err), generation
+                )
+                await self._patch(state, status, force=True)
+                return float(policy.poll_interval_seconds)
+
         # Act.
         if desired < current and scale is not None:
             await self._steer_deletion(state, spec, conn, scale)
         if spec.worker is not None:
-            scale = await self._apply_owned(state, spec, desired, scale)
+            scale = await self._apply_owned(state, spec, desired, scale, default_secret)
         elif scale is not None and desired != current:
             await self.apps.set_replicas(target_kind, ref.namespace, target_name, desired)
         if desired != current:
@@ -463,20 +530,63 @@ class WorkerPoolController:
             self._readers[conn.url] = QueueReader(conn)
         return self._readers[conn.url]
 
+    async def _ensure_default_secret(self, state: PoolState) -> ManagedSecret:
+        """Create or update the Secret with the operator's default URL for this pool's workers,
+        only when what the API server holds differs; read again every SECRET_RECHECK_SECONDS.
+
+        Raises ManagedSecretConflict if a Secret of that name belongs to someone else."""
+        ref = state.ref
+        now = time.monotonic()
+        if (
+            state.default_secret is not None
+            and now - state.default_secret_checked < SECRET_RECHECK_SECONDS
+        ):
+            return state.default_secret
+        assert self.pool.default_url
+        wanted = build_default_connection_secret(
+            ref.namespace,
+            ref.name,
+            ref.uid,
+            check_url(self.pool.default_url),
+            {"app.kubernetes.io/name": "bullflow-worker", POOL_LABEL: ref.name},
+            f"{GROUP}/{VERSION}",
+        )
+        name = default_connection_secret_name(ref.name)
+        existing = await self.apps.secret(ref.namespace, name)
+        action = secret_action(existing, wanted, ref.uid)
+        if action is SecretAction.CONFLICT:
+            raise ManagedSecretConflict(
+                f"Secret {ref.namespace}/{name} exists and is not this WorkerPool's: bullflow "
+                "keeps the default Redis URL for the workers there. Rename or delete that "
+                "Secret, or set spec.connection"
+            )
+        if action is SecretAction.CREATE:
+            version = await self.apps.create_secret(wanted)
+        elif action is SecretAction.UPDATE:
+            assert existing is not None
+            version = await self.apps.replace_secret(wanted, existing.resource_version)
+        else:
+            assert existing is not None
+            version = existing.resource_version
+        if action is not SecretAction.KEEP:
+            done = "created" if action is SecretAction.CREATE else "updated"
+            log.info("WorkerPool %s/%s: %s Secret %s", ref.namespace, ref.name, done, name)
+        state.default_secret = ManagedSecret(name, version)
+        state.default_secret_checked = now
+        return state.default_secret
+
     async def _apply_owned(
-        self, state: PoolState, spec: WorkerPoolSpec, replicas: int, scale: ScaleState | None
+        self,
+        state: PoolState,
+        spec: WorkerPoolSpec,
+        replicas: int,
+        scale: ScaleState | None,
+        default_secret: ManagedSecret | None,
     ) -> ScaleState | None:
         """Server-side apply the Deployment when it is missing, differs from what we applied
         (its generation moved: someone edited it), or needs other replicas."""
         ref = state.ref
-        body = build_deployment(
-            ref.namespace,
-            ref.name,
-            ref.uid,
-            spec,
-            replicas,
-            self.pool.default_url and check_url(self.pool.default_url),
-        )
+        body = build_deployment(ref.namespace, ref.name, ref.uid, spec, replicas, default_secret)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         if (
             scale is not None
@@ -556,8 +666,14 @@ class WorkerPoolController:
             except REDIS_ERRORS:
                 streams = None  # resume from the tail; the poll recounts the backlog anyway
                 await asyncio.sleep(1.0)
-            except Exception:
-                log.exception("WorkerPool %s: events reader failed", state.ref.name)
+            except Exception as err:  # the follower must outlive any error
+                metrics.TASK_FAILURES.labels("workerpool-events").inc()
+                log.warning(
+                    "WorkerPool %s/%s: following the queues' events failed, retrying: %s",
+                    state.ref.namespace,
+                    state.ref.name,
+                    describe_error(err),
+                )
                 streams = None
                 await asyncio.sleep(1.0)
 
@@ -592,10 +708,20 @@ class WorkerPoolController:
     ) -> None:
         status = state.status.model_copy(deep=True)
         status.conditions = set_condition(
-            status.conditions, type_, ok, reason, message[:1000], body["metadata"].get("generation")
+            status.conditions,
+            type_,
+            ok,
+            reason,
+            scrub(message)[:1000],
+            body["metadata"].get("generation"),
         )
         with contextlib.suppress(Exception):
             await self._patch(state, status, force=True)
+
+
+def failure_backoff(failures: int) -> float:
+    """Seconds to wait after the `failures`-th failed turn in a row: 1, 2, 4 ... capped."""
+    return float(min(2 ** min(failures - 1, 16), FAILURE_BACKOFF_MAX_SECONDS))
 
 
 def _same_but_backlog(a: WorkerPoolStatus, b: WorkerPoolStatus) -> bool:

@@ -1,4 +1,5 @@
-"""Kubernetes workloads for WorkerPools (kubernetes_asyncio): Deployments, scale, pods."""
+"""Kubernetes workloads for WorkerPools (kubernetes_asyncio): Deployments, scale, pods, and the
+Secret that holds a pool's default Redis URL."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..services.connection_secret import SecretState
 from .kube import KubeApi
 
 FIELD_MANAGER = "bullflow-operator"
@@ -109,3 +111,36 @@ class KubeApps:
         except ApiException as err:
             if err.status != 404:
                 raise
+
+    async def secret(self, namespace: str, name: str) -> SecretState | None:
+        """The Secret's data and ownership; None if it does not exist."""
+        try:
+            obj = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return SecretState(
+            data=dict(obj.data or {}),
+            labels=dict(obj.metadata.labels or {}),
+            owner_uids=frozenset(o.uid for o in obj.metadata.owner_references or []),
+            resource_version=obj.metadata.resource_version,
+        )
+
+    async def create_secret(self, body: dict[str, Any]) -> str:
+        """Create it; returns its resourceVersion. A 409 (it appeared meanwhile) is raised."""
+        create: Any = self.core.create_namespaced_secret  # it takes a dict body too
+        created = await create(body["metadata"]["namespace"], body)
+        return str(created.metadata.resource_version)
+
+    async def replace_secret(self, body: dict[str, Any], resource_version: str) -> str:
+        """Replace it as it was read (optimistic concurrency: a 409 if it changed meanwhile);
+        returns the new resourceVersion."""
+        meta = body["metadata"]
+        replace: Any = self.core.replace_namespaced_secret  # it takes a dict body too
+        replaced = await replace(
+            meta["name"],
+            meta["namespace"],
+            {**body, "metadata": {**meta, "resourceVersion": resource_version}},
+        )
+        return str(replaced.metadata.resource_version)
