@@ -9,6 +9,7 @@ import pytest
 from bullmq import Queue
 
 from bullflow.models.flow import FlowSpec
+from bullflow.models.marker import SubmissionMarker
 from bullflow.services.flowtree import plan, to_flowproducer
 from bullflow.storage.redis_jobs import (
     REDIS_ERRORS,
@@ -34,6 +35,10 @@ SPEC = FlowSpec.model_validate(
 )
 
 
+def marker(token: str) -> SubmissionMarker:
+    return SubmissionMarker(flow_uid=token, name="f", namespace="ns", submitted_at="t", jobs=3)
+
+
 @pytest.fixture
 async def conn(redis_url):
     bull = BullRedis(redis_url)
@@ -44,9 +49,9 @@ async def conn(redis_url):
 async def test_submit_is_one_transaction_with_its_marker_and_happens_once(conn, redis_prefix):
     uid = str(uuid.uuid4())
     jobs = plan(SPEC, uid)
-    assert await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    assert await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, marker(uid))
     assert await conn.client.exists(marker_key(redis_prefix, uid))
-    assert not await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    assert not await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, marker(uid))
     snaps = await conn.snapshots(redis_prefix, jobs)
     assert [snaps[j.job_id].state for j in jobs] == ["waiting-children", "waiting", "prioritized"]
     queue = Queue("rb", {"connection": conn.client, "prefix": redis_prefix})
@@ -63,7 +68,7 @@ async def test_snapshots_of_missing_jobs_are_unknown(conn, redis_prefix):
 async def test_remove_trees_removes_children_too(conn, redis_prefix):
     uid = str(uuid.uuid4())
     jobs = plan(SPEC, uid)
-    await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, marker(uid))
     assert await conn.remove_trees(redis_prefix, [jobs[0]]) == []
     snaps = await conn.snapshots(redis_prefix, jobs)
     assert {s.state for s in snaps.values()} == {"unknown"}
@@ -71,12 +76,12 @@ async def test_remove_trees_removes_children_too(conn, redis_prefix):
 
 async def test_a_child_owned_by_another_parent_is_a_rejection_not_silence(conn, redis_prefix):
     uid = str(uuid.uuid4())
-    await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, marker(uid))
     other = str(uuid.uuid4())
     trees = to_flowproducer(SPEC, other)
     trees[0]["children"][0]["opts"]["jobId"] = f"bf-{uid}-0.0"  # steal a live child's id
     with pytest.raises(SubmissionRejected, match="BullMQ refused 1 job"):
-        await conn.submit(redis_prefix, trees, other, {"uid": other})
+        await conn.submit(redis_prefix, trees, other, marker(other))
 
 
 async def test_initial_states_match_what_bullmq_scripts_really_did(conn, redis_prefix):
@@ -104,7 +109,7 @@ async def test_initial_states_match_what_bullmq_scripts_really_did(conn, redis_p
     )
     uid = str(uuid.uuid4())
     jobs = plan(spec, uid)
-    assert await conn.submit(redis_prefix, to_flowproducer(spec, uid), uid, {"uid": uid})
+    assert await conn.submit(redis_prefix, to_flowproducer(spec, uid), uid, marker(uid))
     read = await conn.snapshots(redis_prefix, jobs)
     assumed = just_submitted(jobs)
     assert {k: v.state for k, v in read.items()} == {k: v.state for k, v in assumed.items()}
@@ -118,7 +123,7 @@ async def test_submit_returns_where_its_own_events_end(conn, redis_prefix):
     from bullflow.storage.redis_jobs import events_key
 
     uid = str(uuid.uuid4())
-    own = await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid})
+    own = await conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, marker(uid))
     assert own is not None
     assert set(own) == {events_key(redis_prefix, "ra"), events_key(redis_prefix, "rb")}
     for stream, last in own.items():
@@ -142,7 +147,7 @@ async def test_flows_submitted_together_share_one_transaction_each_with_its_mark
     uids = [str(uuid.uuid4()) for _ in range(20)]
     before = await _exec_calls(conn)
     owns = await asyncio.gather(
-        *(conn.submit(redis_prefix, to_flowproducer(SPEC, u), u, {"uid": u}) for u in uids)
+        *(conn.submit(redis_prefix, to_flowproducer(SPEC, u), u, marker(u)) for u in uids)
     )
     assert await _exec_calls(conn) - before == 1
     for uid, own in zip(uids, owns, strict=True):
@@ -150,7 +155,7 @@ async def test_flows_submitted_together_share_one_transaction_each_with_its_mark
             events_key(redis_prefix, "ra"),
             events_key(redis_prefix, "rb"),
         }
-        assert await conn.is_submitted(redis_prefix, uid) == {"uid": uid}
+        assert await conn.marker(redis_prefix, uid) == marker(uid)
         snaps = await conn.snapshots(redis_prefix, plan(SPEC, uid))
         assert [s.state for s in snaps.values()] == ["waiting-children", "waiting", "prioritized"]
 
@@ -158,7 +163,7 @@ async def test_flows_submitted_together_share_one_transaction_each_with_its_mark
 async def test_the_same_flow_twice_in_one_batch_is_added_once(conn, redis_prefix):
     uid = str(uuid.uuid4())
     owns = await asyncio.gather(
-        *(conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, {"uid": uid}) for _ in "ab")
+        *(conn.submit(redis_prefix, to_flowproducer(SPEC, uid), uid, marker(uid)) for _ in "ab")
     )
     assert owns[0] is not None and owns[1] is None
     queue = Queue("rb", {"connection": conn.client, "prefix": redis_prefix})
@@ -167,15 +172,15 @@ async def test_the_same_flow_twice_in_one_batch_is_added_once(conn, redis_prefix
 
 async def test_a_refused_flow_does_not_fail_the_others_in_its_transaction(conn, redis_prefix):
     taken = str(uuid.uuid4())
-    await conn.submit(redis_prefix, to_flowproducer(SPEC, taken), taken, {"uid": taken})
+    await conn.submit(redis_prefix, to_flowproducer(SPEC, taken), taken, marker(taken))
     good, bad, also_good = (str(uuid.uuid4()) for _ in range(3))
     thief = to_flowproducer(SPEC, bad)
     thief[0]["children"][0]["opts"]["jobId"] = f"bf-{taken}-0.0"  # a live child of another flow
     before = await _exec_calls(conn)
     outcomes = await asyncio.gather(
-        conn.submit(redis_prefix, to_flowproducer(SPEC, good), good, {"uid": good}),
-        conn.submit(redis_prefix, thief, bad, {"uid": bad}),
-        conn.submit(redis_prefix, to_flowproducer(SPEC, also_good), also_good, {}),
+        conn.submit(redis_prefix, to_flowproducer(SPEC, good), good, marker(good)),
+        conn.submit(redis_prefix, thief, bad, marker(bad)),
+        conn.submit(redis_prefix, to_flowproducer(SPEC, also_good), also_good, marker("")),
         return_exceptions=True,
     )
     assert await _exec_calls(conn) - before == 1
@@ -191,7 +196,7 @@ async def test_unreachable_redis_fails_every_submission_of_the_batch(redis_prefi
     try:
         uids = [str(uuid.uuid4()) for _ in range(3)]
         outcomes = await asyncio.gather(
-            *(down.submit(redis_prefix, to_flowproducer(SPEC, u), u, {}) for u in uids),
+            *(down.submit(redis_prefix, to_flowproducer(SPEC, u), u, marker("")) for u in uids),
             return_exceptions=True,
         )
         assert all(isinstance(o, REDIS_ERRORS) for o in outcomes), outcomes
@@ -208,8 +213,8 @@ async def test_a_flow_whose_commands_redis_refuses_fails_alone_with_what_redis_s
     await conn.client.set(events_key(redis_prefix, "broken"), "not a stream")
     bad, good = str(uuid.uuid4()), str(uuid.uuid4())
     outcomes = await asyncio.gather(
-        conn.submit(redis_prefix, to_flowproducer(spec, bad), bad, {"uid": bad}),
-        conn.submit(redis_prefix, to_flowproducer(SPEC, good), good, {"uid": good}),
+        conn.submit(redis_prefix, to_flowproducer(spec, bad), bad, marker(bad)),
+        conn.submit(redis_prefix, to_flowproducer(SPEC, good), good, marker(good)),
         return_exceptions=True,
     )
     assert isinstance(outcomes[0], SubmissionRejected)

@@ -85,8 +85,8 @@ async def test_the_marker_update_merges_fields_and_never_brings_a_deleted_marker
     try:
         await admin.set(key, json.dumps({"uid": "u1", "name": "a", "submittedAt": "t"}))
         await asyncio.gather(
-            conn.update_marker(redis_prefix, token, {"status": {"phase": "Completed"}}),
-            conn.update_marker(redis_prefix, token, {"uid": "u2", "name": "b"}),
+            conn.update_marker(redis_prefix, token, final_status={"phase": "Completed"}),
+            conn.update_marker(redis_prefix, token, owner=("u2", "b")),
         )
         merged = json.loads(await admin.get(key))
         assert merged == {
@@ -96,7 +96,7 @@ async def test_the_marker_update_merges_fields_and_never_brings_a_deleted_marker
             "status": {"phase": "Completed"},
         }
         await admin.delete(key)
-        await conn.update_marker(redis_prefix, token, {"status": {"phase": "Failed"}})
+        await conn.update_marker(redis_prefix, token, final_status={"phase": "Failed"})
         assert not await admin.exists(key)
     finally:
         await conn.close()

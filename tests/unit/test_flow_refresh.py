@@ -1,4 +1,4 @@
-"""FlowController.refresh: the written status changes only when the API server took it, and
+"""FlowStatusWriter.refresh: the written status changes only when the API server took it, and
 every failure asks to be retried (stub API server and Redis: the decisions, not the I/O)."""
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ def setup(states: dict[str, str]) -> tuple[FlowController, StubKube, StubRedis, 
     return controller, kube, redis, flow
 
 
+async def refresh(controller: FlowController, flow: TrackedFlow) -> Outcome:
+    return await controller.statuses.refresh(flow)
+
+
 def ready(status: FlowStatus) -> tuple[str, str]:
     cond = next(c for c in status.conditions if c.type == "Ready")
     return cond.reason, cond.message
@@ -73,32 +77,32 @@ def ready(status: FlowStatus) -> tuple[str, str]:
 async def test_a_failed_status_write_is_retried_and_the_written_status_is_kept():
     controller, kube, _redis, flow = setup({"0": "completed", "0.0": "completed"})
     kube.failures = [ApiException(status=503, reason="Service Unavailable")]
-    assert await controller.refresh(flow) is Outcome.RETRY
+    assert await refresh(controller, flow) is Outcome.RETRY
     assert flow.status.phase == "Submitted"  # not what it failed to write
-    assert await controller.refresh(flow) is Outcome.FINISHED
+    assert await refresh(controller, flow) is Outcome.FINISHED
     assert flow.status.phase == "Completed" and kube.written[-1]["phase"] == "Completed"
 
 
 async def test_a_connection_error_while_writing_is_retried_too():
     controller, kube, _redis, flow = setup({"0": "waiting-children", "0.0": "active"})
     kube.failures = [ConnectionRefusedError("the API server is down")]
-    assert await controller.refresh(flow) is Outcome.RETRY
-    assert await controller.refresh(flow) is Outcome.CURRENT
+    assert await refresh(controller, flow) is Outcome.RETRY
+    assert await refresh(controller, flow) is Outcome.CURRENT
     assert flow.status.phase == "Running"
-    assert await controller.refresh(flow) is Outcome.CURRENT and len(kube.written) == 1
+    assert await refresh(controller, flow) is Outcome.CURRENT and len(kube.written) == 1
 
 
 async def test_redis_unavailable_is_written_then_cleared_when_redis_answers_again():
     controller, kube, redis, flow = setup({"0": "waiting-children", "0.0": "waiting"})
-    assert await controller.refresh(flow) is Outcome.CURRENT
+    assert await refresh(controller, flow) is Outcome.CURRENT
     redis.down = True
-    assert await controller.refresh(flow) is Outcome.RETRY
+    assert await refresh(controller, flow) is Outcome.RETRY
     reason, message = ready(flow.status)
     assert reason == "RedisUnavailable" and "secret" not in message
-    assert await controller.refresh(flow) is Outcome.RETRY  # still down: nothing new written
+    assert await refresh(controller, flow) is Outcome.RETRY  # still down: nothing new written
     assert len(kube.written) == 2
     redis.down = False
-    assert await controller.refresh(flow) is Outcome.CURRENT
+    assert await refresh(controller, flow) is Outcome.CURRENT
     assert ready(flow.status)[0] == "Submitted"
 
 
@@ -107,14 +111,14 @@ async def test_a_status_too_large_for_the_api_server_is_written_again_smaller():
     too_large = ApiException(status=500, reason="Internal Server Error")
     too_large.body = '{"message":"etcdserver: request is too large"}'
     kube.failures = [too_large]
-    assert await controller.refresh(flow) is Outcome.RETRY
-    assert flow.status_budget == controller.limits.max_status_bytes // 2
-    assert await controller.refresh(flow) is Outcome.CURRENT and flow.status.phase == "Running"
+    assert await refresh(controller, flow) is Outcome.RETRY
+    assert flow.status_budget == controller.statuses.limits.max_status_bytes // 2
+    assert await refresh(controller, flow) is Outcome.CURRENT and flow.status.phase == "Running"
 
 
 async def test_jobs_lost_from_redis_end_the_flow_with_the_count():
     controller, _kube, _redis, flow = setup({})
-    assert await controller.refresh(flow) is Outcome.FINISHED
+    assert await refresh(controller, flow) is Outcome.FINISHED
     assert flow.status.phase == "Failed"
     reason, message = ready(flow.status)
     assert reason == "JobsLost" and message.startswith("2 of 2 jobs are missing from Redis")
@@ -127,12 +131,12 @@ async def test_an_event_that_cannot_be_posted_does_not_undo_the_written_status()
         raise ApiException(status=500, reason="etcd is down")
 
     kube.event = refuse  # type: ignore[method-assign]
-    assert await controller.refresh(flow) is Outcome.FINISHED
+    assert await refresh(controller, flow) is Outcome.FINISHED
     assert flow.status.phase == "Completed"
 
 
 async def test_what_was_read_for_a_flow_deleted_meanwhile_is_not_written():
     controller, kube, _redis, flow = setup({})
     controller.tracker.forget(flow.token)
-    assert await controller.refresh(flow) is Outcome.GONE
+    assert await refresh(controller, flow) is Outcome.GONE
     assert kube.written == [] and kube.events == []

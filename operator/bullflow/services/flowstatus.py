@@ -277,6 +277,59 @@ def _within_budget(status: FlowStatus, limits: StatusLimits) -> FlowStatus:
     return status
 
 
+def submitted(
+    status: FlowStatus, job_count: int, submitted_at: str, generation: int | None
+) -> FlowStatus:
+    """The status right after the jobs were added (or found added): the tracker writes it with
+    the jobs' first states."""
+    status = status.model_copy(deep=True)
+    status.submitted_at = submitted_at
+    status.phase = "Submitted"
+    status.progress = f"0/{job_count}"
+    status.total_nodes = job_count
+    status.observed_generation = generation
+    status.conditions = set_condition(
+        status.conditions,
+        "Submitted",
+        True,
+        "Submitted",
+        f"{job_count} jobs added to Redis in one transaction",
+        generation,
+    )
+    status.conditions = set_condition(
+        status.conditions, "Ready", False, "Submitted", "jobs are waiting for workers", generation
+    )
+    return status
+
+
+def rejected(
+    status: FlowStatus, generation: int | None, reason: str, message: str, now: str
+) -> FlowStatus:
+    """Terminal: retrying cannot help (BullMQ or Redis refused the flow, its idempotencyKey is
+    taken); the jobs that were accepted stay as they are."""
+    status = status.model_copy(deep=True)
+    status.phase = "Failed"
+    status.submitted_at = status.submitted_at or now
+    status.finished_at = now
+    for type_, value in (("Failed", True), ("Ready", False), ("Completed", False)):
+        status.conditions = set_condition(
+            status.conditions, type_, value, reason, message, generation
+        )
+    return status
+
+
+def restored(
+    final: FlowStatus, generation: int | None, message: str
+) -> FlowStatus:
+    """The final status of an earlier run with the same idempotencyKey, for its new Flow."""
+    final = final.model_copy(deep=True)
+    final.observed_generation = generation
+    final.conditions = set_condition(
+        final.conditions, "Restored", True, "IdempotencyKey", message, generation
+    )
+    return final
+
+
 def not_ready(status: FlowStatus, generation: int | None, reason: str, message: str) -> FlowStatus:
     """The status with Ready=False for a reason outside the jobs (Redis unreachable...); the
     next status built from the jobs replaces it."""

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
+from ..models.marker import SubmissionMarker
 from ..services.flowstatus import JobSnapshot
 from ..services.flowtree import PlannedJob
 from .batching import GroupCommit
@@ -45,9 +46,9 @@ class StreamEntry:
     fields: dict[str, str]
 
 
-def marker_key(prefix: str, uid: str) -> str:
-    """Written in the same MULTI/EXEC as the jobs: proof that this Flow was submitted."""
-    return f"{MARKER_PREFIX}:{prefix}:{uid}"
+def marker_key(prefix: str, token: str) -> str:
+    """Written in the same MULTI/EXEC as the jobs: proof that this flow was submitted."""
+    return f"{MARKER_PREFIX}:{prefix}:{token}"
 
 
 def events_key(prefix: str, queue: str) -> str:
@@ -120,7 +121,7 @@ def with_hiredis_packing(connection_class: type) -> type:
 @dataclass(frozen=True)
 class _Submission:
     marker_key: str
-    marker: dict[str, Any]
+    marker: SubmissionMarker
     entries: list[dict]  # FlowProducer's: {"job": Job, "is_parent": bool}, parents first
     streams: list[str]  # the events streams its jobs write to
 
@@ -173,12 +174,13 @@ class BullRedis:
             self._producers[prefix] = _FlowProducer(self.client, {"prefix": prefix})
         return self._producers[prefix]
 
-    async def is_submitted(self, prefix: str, uid: str) -> dict[str, Any] | None:
-        raw = await self.client.get(marker_key(prefix, uid))
-        return json.loads(raw) if raw else None
+    async def marker(self, prefix: str, token: str) -> SubmissionMarker | None:
+        """The submission marker, None if the flow was never submitted (or it was removed)."""
+        raw = await self.client.get(marker_key(prefix, token))
+        return SubmissionMarker.model_validate_json(raw) if raw else None
 
     async def submit(
-        self, prefix: str, trees: list[dict], uid: str, marker: dict[str, Any]
+        self, prefix: str, trees: list[dict], token: str, marker: SubmissionMarker
     ) -> dict[str, str] | None:
         """Add every tree and the submission marker in ONE MULTI/EXEC. None if already done.
 
@@ -196,7 +198,7 @@ class BullRedis:
         for tree in trees:
             await producer._queue_tree(entries, tree, None)
         streams = sorted({events_key(prefix, entry["job"].queue.name) for entry in entries})
-        submission = _Submission(marker_key(prefix, uid), marker, entries, streams)
+        submission = _Submission(marker_key(prefix, token), marker, entries, streams)
         return await self._submissions(submission)
 
     async def _write_submissions(
@@ -238,7 +240,7 @@ class BullRedis:
                         await scripts.addParentJob(job, pipe)
                     else:
                         await scripts.addJob(job, pipe)
-                pipe.set(sub.marker_key, json.dumps(sub.marker))
+                pipe.set(sub.marker_key, sub.marker.to_json())
                 for key in sub.streams:
                     pipe.xrevrange(key, count=1)
                 spans.append((start, len(pipe)))
@@ -308,14 +310,27 @@ class BullRedis:
                 locked.append(root.job_id)
         return locked
 
-    async def forget(self, prefix: str, uid: str) -> None:
-        await self.client.delete(marker_key(prefix, uid))
+    async def remove_marker(self, prefix: str, token: str) -> None:
+        await self.client.delete(marker_key(prefix, token))
 
-    async def update_marker(self, prefix: str, token: str, changes: dict[str, Any]) -> None:
-        """Merge fields into the submission marker (the final status, a new owner), atomically:
-        WATCH/MULTI, so a concurrent change (another operator adopting the same key, the marker
-        removed with the Flow) is never overwritten with stale fields or brought back."""
+    async def update_marker(
+        self,
+        prefix: str,
+        token: str,
+        *,
+        owner: tuple[str, str] | None = None,
+        final_status: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a new owning Flow (uid, name) or the final status in the submission marker,
+        atomically: WATCH/MULTI, so a concurrent change (another operator adopting the same key,
+        the marker removed with the Flow) is never overwritten with stale fields or brought
+        back. Fields of the stored JSON this version does not know are kept."""
         key = marker_key(prefix, token)
+        changes: dict[str, Any] = {}
+        if owner is not None:
+            changes["uid"], changes["name"] = owner
+        if final_status is not None:
+            changes["status"] = final_status
 
         async def merge(pipe: Any) -> None:
             raw = await pipe.get(key)
