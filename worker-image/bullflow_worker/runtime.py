@@ -17,6 +17,7 @@ from bullmq import Worker
 from bullmq.custom_errors import DelayedError, WaitingChildrenError
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
+from bullflow_worker.bullmq_compat import fit_blocking_read_timeout
 from bullflow_worker.config import redact_url
 from bullflow_worker.errors import StartupError
 from bullflow_worker.httpserver import HttpServer
@@ -245,6 +246,9 @@ class WorkerApp:
             if s.worker_name:
                 opts["name"] = s.worker_name
             worker = Worker(queue, self._instrument(queue), opts)
+            # Without this an idle worker misses new jobs for up to 20 s (redis-py 8's 5 s
+            # read timeout cuts bullmq's 5 s BZPOPMIN short); see bullmq_compat.
+            fit_blocking_read_timeout(worker)
             self._attach_events(queue, worker)
             self.metrics.register_queue(queue)
             self.workers[queue] = worker

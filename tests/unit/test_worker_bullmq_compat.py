@@ -1,0 +1,164 @@
+"""bullflow_worker.bullmq_compat reaches into Python bullmq's Worker and redis-py's connection
+pool. These tests pin the shape it relies on, so a bullmq or redis-py upgrade that moves it
+fails here, loudly, instead of silently bringing back the slow pickup of idle queues.
+No Redis needed: nothing here connects."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from bullmq import Worker
+
+from bullflow_worker.bullmq_compat import (
+    BLOCKING_READ_MARGIN,
+    DEFAULT_SOCKET_TIMEOUT,
+    fit_blocking_read_timeout,
+    longest_block,
+)
+
+pytestmark = pytest.mark.unit
+
+URL = "redis://127.0.0.1:1/0"  # never connected to
+
+
+async def _processor(job: Any, token: str) -> Any:
+    raise AssertionError("no job runs here")
+
+
+@pytest.fixture
+async def make_worker() -> AsyncIterator[Callable[..., Worker]]:
+    made: list[Worker] = []
+
+    def make(url: str = URL, **opts: Any) -> Worker:
+        w = Worker("q", _processor, {"connection": url, "autorun": False, **opts})
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        await w.close()
+
+
+def _kwargs(worker: Worker, which: str = "blocking") -> dict[str, Any]:
+    conn = worker.blockingRedisConnection if which == "blocking" else worker.redisConnection
+    assert conn is not None
+    kwargs: dict[str, Any] = conn.conn.connection_pool.connection_kwargs
+    return kwargs
+
+
+def _read_timeout(worker: Worker, which: str = "blocking") -> Any:
+    return _kwargs(worker, which).get("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+
+
+async def test_bullmq_worker_blocks_on_its_own_single_connection_client(
+    make_worker: Callable[..., Worker],
+) -> None:
+    """The shape the workaround patches: a dedicated redis.asyncio client for BZPOPMIN, not
+    connected before run(), whose pool builds its connection from `connection_kwargs`."""
+    w = make_worker()
+    assert w.blockingRedisConnection is not None and w.redisConnection is not None
+    client = w.blockingRedisConnection.conn
+    assert isinstance(client, aioredis.Redis)
+    assert client is not w.redisConnection.conn
+    assert client.single_connection_client is True
+    assert client.connection is None, "bullmq now connects in Worker(); patch the connection"
+    assert isinstance(client.connection_pool.connection_kwargs, dict)
+    assert w.backend.bclient is client, "BZPOPMIN no longer goes through blockingRedisConnection"
+
+
+async def test_bullmq_waits_with_bzpopmin_on_the_marker_for_at_most_the_longest_block(
+    make_worker: Callable[..., Worker],
+) -> None:
+    """`longest_block` mirrors Worker.getBlockTimeout/waitForJob: drainDelay when drained (5 s
+    by default), else up to maximumBlockTimeout (10 s) until the next delayed job."""
+    w = make_worker()
+    assert w.opts["drainDelay"] == 5
+    assert w.getBlockTimeout(0) == 5
+    assert w.maximumBlockTimeout == 10
+    assert w.getBlockTimeout(int(time.time() * 1000) + 60_000) == 10
+    assert longest_block(w) == 10
+
+    sent: list[tuple[Any, ...]] = []
+
+    async def bzpopmin(*args: Any) -> None:
+        sent.append(args)
+        return None
+
+    w.backend.bclient.bzpopmin = bzpopmin  # what waitForJob calls, with the block timeout
+    assert await w.waitForJob() == 0
+    assert sent == [(f"{w.prefix}:q:marker", 5)]
+    assert longest_block(make_worker(drainDelay=30)) == 30
+    assert longest_block(make_worker(drainDelay=2.5)) == 10
+
+
+async def test_redis_py_default_read_timeout_is_what_cuts_the_block_short(
+    make_worker: Callable[..., Worker],
+) -> None:
+    """Why the workaround exists: bullmq sets no socket_timeout, so redis-py's default (5 s
+    since redis-py 8) applies, and it is not longer than the 5 s BZPOPMIN. If this fails,
+    bullmq or redis-py changed; check whether the workaround is still needed."""
+    w = make_worker()
+    assert "socket_timeout" not in _kwargs(w)
+    assert DEFAULT_SOCKET_TIMEOUT is not None
+    assert w.getBlockTimeout(0) >= DEFAULT_SOCKET_TIMEOUT
+    conn = w.blockingRedisConnection.conn.connection_pool.make_connection()  # not connected
+    assert conn.socket_timeout == DEFAULT_SOCKET_TIMEOUT
+
+
+async def test_fit_raises_only_the_blocking_read_timeout(
+    make_worker: Callable[..., Worker],
+) -> None:
+    w = make_worker()
+    main_before = _read_timeout(w, "main")
+    needed = 10 + BLOCKING_READ_MARGIN
+    assert fit_blocking_read_timeout(w) == needed
+    assert _read_timeout(w) == needed
+    kwargs = _kwargs(w)
+    if "orig_socket_timeout" in kwargs:  # redis-py 8 resets to it after maintenance events
+        assert kwargs["orig_socket_timeout"] == needed
+    conn = w.blockingRedisConnection.conn.connection_pool.make_connection()
+    assert conn.socket_timeout == needed
+    assert _read_timeout(w, "main") == main_before, "the main connection must keep its timeout"
+    # idempotent
+    assert fit_blocking_read_timeout(w) == needed
+    assert _read_timeout(w) == needed
+
+
+async def test_fit_follows_a_longer_drain_delay(make_worker: Callable[..., Worker]) -> None:
+    w = make_worker(drainDelay=30)
+    assert fit_blocking_read_timeout(w) == 30 + BLOCKING_READ_MARGIN
+    assert math.isclose(_read_timeout(w), 30 + BLOCKING_READ_MARGIN)
+
+
+@pytest.mark.parametrize(("query", "kept"), [("socket_timeout=60", 60.0), ("", None)])
+async def test_fit_keeps_a_long_enough_timeout_from_the_url(
+    make_worker: Callable[..., Worker], query: str, kept: float | None
+) -> None:
+    if not query:
+        w = make_worker()
+        _kwargs(w)["socket_timeout"] = None  # no read timeout at all (redis-py < 8's default)
+    else:
+        w = make_worker(f"{URL}?{query}")
+    assert fit_blocking_read_timeout(w) == kept
+    assert _kwargs(w)["socket_timeout"] == kept
+
+
+async def test_fit_raises_a_short_timeout_from_the_url(make_worker: Callable[..., Worker]) -> None:
+    w = make_worker(f"{URL}?socket_timeout=3")
+    assert fit_blocking_read_timeout(w) == 10 + BLOCKING_READ_MARGIN
+
+
+async def test_fit_leaves_a_client_shared_by_the_caller_alone() -> None:
+    client = aioredis.from_url(URL)
+    w = Worker("q", _processor, {"connection": client, "autorun": False})
+    try:
+        assert fit_blocking_read_timeout(w) is None
+        assert "socket_timeout" not in client.connection_pool.connection_kwargs
+    finally:
+        await w.close()
+        await client.aclose()

@@ -1,0 +1,74 @@
+"""Workarounds for Python bullmq / redis-py behaviour that the runtime depends on.
+
+Each one names the versions and functions it works around; tests/unit/test_worker_bullmq_compat.py
+fails loudly when the internals it touches change shape.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bullmq import Worker
+
+try:  # redis-py >= 8: 5 s; older redis-py had no read timeout by default (None)
+    from redis._defaults import DEFAULT_SOCKET_TIMEOUT
+except ImportError:  # pragma: no cover - redis-py < 8
+    DEFAULT_SOCKET_TIMEOUT = None  # type: ignore[assignment]
+
+# How much longer than the longest BZPOPMIN the blocking connection waits for its reply before
+# it gives the connection up as dead: covers the round trip, a busy Redis and a busy event loop.
+BLOCKING_READ_MARGIN = 10.0
+
+
+def longest_block(worker: Worker) -> float:
+    """The longest BZPOPMIN timeout `worker` sends, in seconds.
+
+    bullmq 3.4.4 `Worker.waitForJob` blocks for `getBlockTimeout(blockUntil)`, rounded up
+    (`math.ceil`, Redis < 6 compatibility): `drainDelay` when the queue is drained, else the
+    time until the next delayed job capped at `maximumBlockTimeout` (10 s).
+    """
+    return float(max(math.ceil(worker.getBlockTimeout(0)), worker.maximumBlockTimeout))
+
+
+def fit_blocking_read_timeout(worker: Worker, margin: float = BLOCKING_READ_MARGIN) -> float | None:
+    """Let the worker's blocking connection wait out its own BZPOPMIN; return its read timeout.
+
+    Works around Python bullmq 3.4.4 (`RedisConnection.__init__`, redis_connection.py) on
+    redis-py >= 8.0: bullmq builds its clients with `redis.from_url(url, ...)` and sets no
+    `socket_timeout`, and redis-py 8 changed that default from None (wait forever) to 5 s
+    (`redis._defaults.DEFAULT_SOCKET_TIMEOUT`). An idle worker's `Worker.waitForJob` sends
+    `BZPOPMIN <prefix>:<queue>:marker 5` (drainDelay 5 s) on the blocking connection, so the
+    client's read times out just as Redis answers; bullmq's own `Retry(ExponentialBackoff(cap=20,
+    base=1), 20)` then drops the connection, sleeps 2, 4, 8, 16, 20, 20... s and resends the
+    same BZPOPMIN. A job added while it sleeps waits for the sleep: 1-20 s, ~8 s on average
+    once a queue has been idle for a minute, and 15 s more (`runRetryDelay`) when the 20
+    retries run out. Node BullMQ (ioredis, no read timeout) picks it up in milliseconds.
+
+    The fix raises the read timeout of the *blocking* client only (bullmq's
+    `Worker.blockingRedisConnection.conn`, used for nothing but BZPOPMIN) to the longest block
+    plus `margin`, before its connection is opened; a timeout already at least that long (or
+    None, e.g. `?socket_timeout=` in the URL) is kept. Redis still answers every idle BZPOPMIN
+    after drainDelay, so the idle cost is Node's: one BZPOPMIN and one moveToActive per
+    drainDelay. The main connection keeps redis-py's 5 s.
+    """
+    blocking = worker.blockingRedisConnection
+    main = worker.redisConnection
+    if blocking is None or main is None or blocking.conn is main.conn:
+        return None  # not a Redis backend, or the caller shares one client on purpose
+    client: Any = blocking.conn
+    kwargs: dict[str, Any] = client.connection_pool.connection_kwargs
+    current = kwargs.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+    needed = longest_block(worker) + margin
+    if current is None or current >= needed:
+        return None if current is None else float(current)
+    kwargs["socket_timeout"] = needed
+    # redis-py 8 keeps the value a maintenance notification resets the timeout to.
+    if "orig_socket_timeout" in kwargs:
+        kwargs["orig_socket_timeout"] = needed
+    conn = client.connection
+    if conn is not None:  # already connected (not the case before Worker.run)
+        conn.socket_timeout = needed
+        if hasattr(conn, "orig_socket_timeout"):
+            conn.orig_socket_timeout = needed
+    return needed
