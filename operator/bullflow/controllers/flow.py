@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..config import Settings
 from ..models.flow import FlowSpec, FlowStatus
+from ..redaction import scrub
 from ..services.flowstatus import FINISHED_PHASES
 from ..services.flowtree import flow_token, plan, structural_errors
 from ..storage.kube import KubeApi
@@ -113,10 +114,8 @@ class FlowController:
             except REDIS_ERRORS as err:
                 metrics.REDIS_ERRORS.labels("submit").inc()
                 metrics.SUBMISSIONS.labels("error").inc()
-                message = f"Redis at {redacted_url(conn.url)} is unreachable: {err}"
-                await self.statuses.not_ready(
-                    ref, status, generation, "RedisUnavailable", message
-                )
+                message = f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}"
+                await self.statuses.not_ready(ref, status, generation, "RedisUnavailable", message)
                 raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
         await self.tracker.track(
             TrackedFlow(

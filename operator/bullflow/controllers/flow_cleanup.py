@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..models.flow import FlowSpec, FlowStatus
+from ..redaction import scrub
 from ..services.flowstatus import FINISHED_PHASES
 from ..services.flowtree import flow_token, plan
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error
@@ -159,7 +160,7 @@ class FlowCleanup:
             message = err.message
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("delete").inc()
-            message = f"cannot remove the flow's jobs, Redis is unreachable: {err}"
+            message = f"cannot remove the flow's jobs, Redis is unreachable: {scrub(str(err))}"
         await self.statuses.not_ready(
             ref,
             status,

@@ -17,6 +17,7 @@ from .. import metrics
 from ..config import Settings
 from ..models.common import Condition
 from ..models.flow import FlowStatus
+from ..redaction import scrub
 from ..services.conditions import now_rfc3339, set_condition
 from ..services.flowstatus import (
     FINISHED_PHASES,
@@ -79,7 +80,7 @@ class FlowStatusWriter:
             metrics.REDIS_ERRORS.labels("read").inc()
             reason = "RedisUnavailable" if isinstance(err, REDIS_ERRORS) else "RedisError"
             verb = "is unreachable" if reason == "RedisUnavailable" else "refused a read"
-            message = f"Redis at {redacted_url(flow.conn.url)} {verb}: {err}"
+            message = f"Redis at {redacted_url(flow.conn.url)} {verb}: {scrub(str(err))}"
             desired = not_ready(written, flow.generation, reason, message)
             if not self._still_tracked(flow):
                 return Outcome.GONE

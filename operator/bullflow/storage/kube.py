@@ -196,7 +196,7 @@ def describe_api_error(err: BaseException) -> str:
     """One line for a log: the status and the API server's message, not the whole reply."""
     if isinstance(err, ApiException):
         return f"{err.status} {err.reason}: {_text(err.body)[:300]}"
-    return f"{type(err).__name__}: {err}"
+    return f"{type(err).__name__}: {scrub(str(err))}"
 
 
 def _text(body: object) -> str:

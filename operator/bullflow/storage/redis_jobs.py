@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
 from ..models.marker import SubmissionMarker
+from ..redaction import scrub
 from ..services.flowstatus import JobSnapshot
 from ..services.flowtree import PlannedJob
 from .batching import GroupCommit
@@ -134,7 +135,7 @@ def _outcome(sub: _Submission, results: list[Any]) -> dict[str, str] | Exception
     # submit again. What Redis refused before running anything aborts the whole transaction.
     errors = [r for r in results if isinstance(r, Exception)]
     if errors:
-        refused = f"Redis refused {len(errors)} of the flow's commands: {errors[0]}"
+        refused = f"Redis refused {len(errors)} of the flow's commands: {scrub(str(errors[0]))}"
         return SubmissionRejected(refused)
     failures = [r for r in results[:jobs] if isinstance(r, int) and r < 0]
     if failures:
