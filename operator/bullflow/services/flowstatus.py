@@ -318,9 +318,7 @@ def rejected(
     return status
 
 
-def restored(
-    final: FlowStatus, generation: int | None, message: str
-) -> FlowStatus:
+def restored(final: FlowStatus, generation: int | None, message: str) -> FlowStatus:
     """The final status of an earlier run with the same idempotencyKey, for its new Flow."""
     final = final.model_copy(deep=True)
     final.observed_generation = generation
