@@ -20,7 +20,7 @@ from tests.harness.tools import Tools, ensure_tools
 log = logging.getLogger(__name__)
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-_TIERS = ("unit", "integration", "e2e")
+_TIERS = ("unit", "integration", "e2e", "chaos")
 
 
 class Kubectl(Protocol):

@@ -41,6 +41,13 @@ The rules (BullMQ's semantics, written down here independently):
   characters) of the value (of its JSON text if it is not a string), at most the limit in UTF-8
   bytes, with the node's `truncated: true`. A value over the limit shown whole is a disagreement.
 - The whole status, as compact UTF-8 JSON, is at most the status budget in bytes.
+- A flow whose submission was refused (Ready reason `SubmitRejected` or
+  `DuplicateIdempotencyKey`, README) must be `Failed`; nothing else is compared for it.
+
+Timing: with a `FlowCache` (a watch on the Flows, as an informer keeps them) each round compares
+the newest version of every Flow, and a consistent round is confirmed with one plain LIST; the
+convergence time is when the newest of those versions arrived, not when the round ran, so it is
+as fine as the watch (milliseconds) however long a round takes.
 """
 
 from __future__ import annotations
@@ -48,9 +55,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +69,9 @@ GROUP, VERSION, PLURAL = "bullflow.io", "v1alpha1", "flows"
 TRUNCATED_MARK = "...(truncated)"  # README: values above the limit are cut and marked
 FINISHED = ("Completed", "Failed")
 FAILED_REASONS = ("JobFailed", "ChildFailed")
+# README: terminal outcomes where the jobs did not (all) run; nothing in Redis to compare. Whether
+# a flow deserved one is the test's to judge (the chaos suite expects each shape's own outcome).
+REJECTED_REASONS = ("SubmitRejected", "DuplicateIdempotencyKey")
 # bullflow's own submission marker (README: "a submission marker written in the same
 # transaction"); not a BullMQ key, so no bullmq getter exists for it.
 MARKER_PREFIX = "bullflow:flow"
@@ -243,6 +254,12 @@ def compare_flow(flow: dict[str, Any], truth: FlowTruth, limits: Limits) -> list
         return out
     if is_historical(flow, truth):
         return out
+    ready_reason = (conds.get("Ready") or {}).get("reason")
+    if ready_reason in REJECTED_REASONS:
+        failed = conds.get("Failed") or {}
+        if status.get("phase") != "Failed" or failed.get("status") != "True":
+            bad(f"Ready reason {ready_reason} but phase {status.get('phase')!r}, Failed={failed}")
+        return out
     exp = expected(truth)
     jobs = truth.jobs
     phase = status.get("phase")
@@ -404,17 +421,105 @@ class CheckReport:
     last_change_ms: int  # newest job timestamp/processedOn/finishedOn in Redis (epoch ms)
     seconds: float  # how long the round took
     by_flow: dict[str, list[str]] = field(default_factory=dict)
+    newest_arrival: float = 0.0  # time.time() the newest Flow version compared arrived
 
 
 @dataclass
 class Convergence:
-    seconds: float  # from `since` to the Flows read of the first consistent round
+    seconds: float  # from `since` to the arrival of the newest Flow version that made it true
     lag_seconds: float  # from max(since, newest job change in Redis) to the same point
     rounds: int
     round_seconds: float  # the consistent round's own duration
     flows: int
     jobs: int
     historical: int
+
+
+class FlowCache:
+    """The Flows of some namespaces as a watch keeps them (list, then watch from its
+    resourceVersion; list again after any error or expiry, e.g. while the API server is down),
+    with the time.time() each version arrived here."""
+
+    def __init__(self, api_client: Any, namespaces: Iterable[str]) -> None:
+        self.api_client = api_client
+        self.namespaces = list(namespaces)
+        self._lock = threading.Lock()
+        self._flows: dict[str, tuple[dict[str, Any], float]] = {}
+        self._synced: set[str] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, timeout: float = 30) -> FlowCache:
+        for ns in self.namespaces:
+            thread = threading.Thread(target=self._run, args=(ns,), daemon=True, name=f"flows-{ns}")
+            thread.start()
+            self._threads.append(thread)
+        deadline = time.monotonic() + timeout
+        while len(self._synced) < len(self.namespaces):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Flow watch not synced after {timeout}s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def snapshot(self) -> list[tuple[dict[str, Any], float]]:
+        with self._lock:
+            return [
+                (flow, arrived)
+                for flow, arrived in self._flows.values()
+                if not flow["metadata"].get("deletionTimestamp")
+            ]
+
+    def _run(self, ns: str) -> None:
+        from kubernetes import client, watch
+
+        custom: Any = client.CustomObjectsApi(self.api_client)
+        while not self._stop.is_set():
+            try:
+                listing = custom.list_namespaced_custom_object(
+                    GROUP, VERSION, ns, PLURAL, _request_timeout=30
+                )
+                now = time.time()
+                with self._lock:
+                    old = {k: v for k, v in self._flows.items() if k.startswith(f"{ns}/")}
+                    for key in old:
+                        del self._flows[key]
+                    for item in listing["items"]:
+                        key = _key(item)
+                        before = old.get(key)
+                        same = before is not None and _rv(before[0]) == _rv(item)
+                        self._flows[key] = (item, before[1] if same and before else now)
+                self._synced.add(ns)
+                rv = listing["metadata"]["resourceVersion"]
+                stream = watch.Watch().stream(
+                    custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    ns,
+                    PLURAL,
+                    resource_version=rv,
+                    timeout_seconds=60,
+                    _request_timeout=90,
+                )
+                for event in stream:
+                    if self._stop.is_set():
+                        return
+                    kind, obj = event["type"], event["object"]
+                    if kind == "ERROR" or not isinstance(obj, dict):
+                        break  # e.g. 410 Gone: list again
+                    with self._lock:
+                        if kind == "DELETED":
+                            self._flows.pop(_key(obj), None)
+                        elif kind in ("ADDED", "MODIFIED"):
+                            self._flows[_key(obj)] = (obj, time.time())
+            except Exception:
+                self._stop.wait(0.2)
+
+
+def _rv(flow: dict[str, Any]) -> str:
+    return str(flow["metadata"].get("resourceVersion"))
 
 
 class StatusTruthChecker:
@@ -427,12 +532,21 @@ class StatusTruthChecker:
         namespaces: Iterable[str],
         limits: Limits | None = None,
         concurrency: int = 48,
+        cache: FlowCache | None = None,
     ) -> None:
         self.api_client = api_client
         self.redis_url = redis_url
         self.namespaces = list(namespaces)
         self.limits = limits or Limits()
         self.concurrency = concurrency
+        self.cache = cache
+        self._plans: dict[str, tuple[str, list[PlannedJob]]] = {}  # by uid: specs are immutable
+
+    def _plan(self, flow: dict[str, Any]) -> tuple[str, list[PlannedJob]]:
+        uid = flow["metadata"]["uid"]
+        if uid not in self._plans:
+            self._plans[uid] = planned_jobs(flow)
+        return self._plans[uid]
 
     def read_flows(self) -> list[dict[str, Any]]:
         from kubernetes import client
@@ -444,16 +558,24 @@ class StatusTruthChecker:
             flows += [f for f in listing["items"] if not f["metadata"].get("deletionTimestamp")]
         return flows
 
-    def check(self, exclude: Iterable[str] = (), *, getters: bool = False) -> CheckReport:
+    def check(
+        self, exclude: Iterable[str] = (), *, getters: bool = False, listed: bool = False
+    ) -> CheckReport:
         """One round: the Flows first, then Redis (so a clean round means the statuses read
         already said what Redis said after them). `exclude`: "<ns>/<name>" not to compare.
         getters=True: read Redis one job at a time through bullmq's getters (slow; the
-        reference the default batched reads are checked against)."""
+        reference the default batched reads are checked against). With a cache, the Flows are
+        its versions unless listed=True (a plain LIST)."""
         started = time.monotonic()
         skip = set(exclude)
-        flows = [f for f in self.read_flows() if _key(f) not in skip]
+        if self.cache is not None and not listed:
+            versions = [(f, t) for f, t in self.cache.snapshot() if _key(f) not in skip]
+        else:
+            versions = [(f, time.time()) for f in self.read_flows() if _key(f) not in skip]
+        flows = [f for f, _ in versions]
         listed_at = time.time()
-        planned = [(f, *planned_jobs(f)) for f in flows]
+        newest = max((t for _, t in versions), default=0.0)
+        planned = [(f, *self._plan(f)) for f in flows]
         truths = asyncio.run(self._read_truths(planned, getters))
         mismatches: list[str] = []
         by_flow: dict[str, list[str]] = {}
@@ -480,6 +602,7 @@ class StatusTruthChecker:
             last_change,
             time.monotonic() - started,
             by_flow,
+            newest,
         )
 
     def wait_until_true(
@@ -490,21 +613,34 @@ class StatusTruthChecker:
         settled: bool = False,
         exclude: Iterable[str] = (),
         poll: float = 0.1,
+        check: Callable[[], None] | None = None,
     ) -> Convergence:
         """Repeat `check()` until it finds nothing (and, with settled=True, every flow is
-        finished in Redis). `since`: a time.time() (a fault's end) to measure from."""
+        finished in Redis). `since`: a time.time() (a fault's end) to measure from. `check`:
+        called every round, may raise to stop early (the operator died...)."""
         since = time.time() if since is None else since
         deadline = time.monotonic() + timeout
         rounds = 0
         excluded = list(exclude)
         while True:
+            if check is not None:
+                check()
             rounds += 1
             report = self.check(excluded)
-            if not report.mismatches and (report.settled or not settled):
+            done = not report.mismatches and (report.settled or not settled)
+            if done and self.cache is not None:
+                # The watch's versions agree: confirm with a LIST (nothing newer disagrees),
+                # but time it by the versions' arrival.
+                confirm = self.check(excluded, listed=True)
+                done = not confirm.mismatches and (confirm.settled or not settled)
+                true_at = max(report.newest_arrival, since)
+            else:
+                true_at = report.listed_at
+            if done:
                 changed = max(since, report.last_change_ms / 1000)
                 return Convergence(
-                    seconds=report.listed_at - since,
-                    lag_seconds=max(0.0, report.listed_at - changed),
+                    seconds=true_at - since,
+                    lag_seconds=max(0.0, true_at - changed),
                     rounds=rounds,
                     round_seconds=report.seconds,
                     flows=report.flows,

@@ -393,3 +393,22 @@ def json_bytes(value: Any) -> bytes:
     import json
 
     return json.dumps(value, ensure_ascii=False).encode()
+
+
+def test_a_refused_submission_must_be_failed_and_nothing_else_is_compared():
+    flow = flow_object({})
+    _, jobs = planned_jobs(flow)
+    nothing = FlowTruth(jobs, {}, marker=True)
+    refused = {
+        "phase": "Failed",
+        "submittedAt": "2026-11-30T10:00:00Z",
+        "finishedAt": "2026-11-30T10:00:00Z",
+        "conditions": [
+            cond("Failed", "True", "SubmitRejected", "BullMQ refused 1 job(s)"),
+            cond("Ready", "False", "SubmitRejected", "BullMQ refused 1 job(s)"),
+        ],
+    }
+    assert compare_flow(flow_object(refused), nothing, LIMITS) == []
+    refused["phase"] = "Running"
+    found = compare_flow(flow_object(refused), nothing, LIMITS)
+    assert any("Ready reason SubmitRejected but phase 'Running'" in line for line in found)
