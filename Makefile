@@ -61,6 +61,10 @@ test-e2e: bootstrap ## Run the end-to-end tests (operator + real workers)
 test-stress: bootstrap ## Every test tier STRESS_RUNS times (default 3) with stress-ng loading all cores (not in `test`)
 	@STRESS_RUNS=$(STRESS_RUNS) PY=$(PY) PYTEST_ARGS='$(PYTEST_ARGS)' bash hack/stress.sh
 
+.PHONY: test-chaos
+test-chaos: bootstrap ## Faults during a 300-flow run (own cluster + Redis); convergence table in tests/chaos/results/latest.md
+	$(PY) -m pytest tests/chaos $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: bootstrap ## Run the full benchmark suite; writes bench/results/<date>.json and .md
 	$(PY) -m bench.bullflow_bench $(BENCH_ARGS)
