@@ -17,7 +17,7 @@ from kopf._cogs.structs import credentials, references
 from kopf._core.reactor import observation
 from kubernetes import client
 
-from bullflow.handlers import kopf_namespaces
+from bullflow.kopf_compat import namespaces as kopf_namespaces
 from tests.harness.cluster import LocalCluster
 
 NAMESPACES = references.Resource(

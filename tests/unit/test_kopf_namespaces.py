@@ -10,7 +10,7 @@ import pytest
 from kopf._cogs.structs import references
 from kopf._core.reactor import observation
 
-from bullflow.handlers import kopf_namespaces
+from bullflow.kopf_compat import namespaces as kopf_namespaces
 
 pytestmark = pytest.mark.unit
 

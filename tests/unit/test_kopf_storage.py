@@ -7,7 +7,7 @@ from typing import Any
 
 from kopf._cogs.structs import bodies, ids, patches
 
-from bullflow.handlers.kopf_storage import MemoryDiffBaseStorage, MemoryProgressStorage
+from bullflow.kopf_compat.storage import MemoryDiffBaseStorage, MemoryProgressStorage
 
 
 def body(uid: str, generation: int, annotations: dict[str, str] | None = None) -> bodies.Body:

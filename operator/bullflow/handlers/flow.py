@@ -8,7 +8,7 @@ import kopf
 
 from .. import GROUP, VERSION
 from ..controllers.flow import FlowController, has_finalizer
-from .kopf_storage import forget_object
+from ..kopf_compat.storage import forget_object
 
 
 def _controller(memo: kopf.Memo) -> FlowController:

@@ -11,15 +11,15 @@ from ..config import Settings
 from ..controllers.connections import RedisPool
 from ..controllers.flow import FINALIZER, FlowController
 from ..controllers.workerpool import WorkerPoolController
+from ..kopf_compat.storage import MemoryDiffBaseStorage, MemoryProgressStorage
 from ..storage.kube import KubeApi
-from .kopf_storage import MemoryDiffBaseStorage, MemoryProgressStorage
 
 ANNOTATION_PREFIX = "bullflow.io"
 
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Progress and diff-base in memory: no kopf write per handled object (see kopf_storage).
+    # Progress and diff-base in memory: no kopf write per handled object (kopf_compat.storage).
     progress = MemoryProgressStorage(prefix=ANNOTATION_PREFIX)
     diffbase = MemoryDiffBaseStorage()
     settings.persistence.progress_storage = progress

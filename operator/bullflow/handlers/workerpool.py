@@ -8,7 +8,7 @@ import kopf
 
 from .. import GROUP, VERSION
 from ..controllers.workerpool import POOL_LABEL, WorkerPoolController
-from .kopf_storage import forget_object
+from ..kopf_compat.storage import forget_object
 
 
 def _controller(memo: kopf.Memo) -> WorkerPoolController:
