@@ -10,7 +10,6 @@ import secrets
 import pytest
 
 from bullflow import redaction
-from bullflow.controllers.workerpool import ManagedSecret, build_deployment
 from bullflow.models.workerpool import WorkerPoolSpec
 from bullflow.redaction import (
     describe_error,
@@ -25,6 +24,7 @@ from bullflow.services.connection_secret import (
     build_default_connection_secret,
     secret_action,
 )
+from bullflow.services.worker_deployment import ManagedSecret, build_deployment
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -23,11 +21,10 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from .. import GROUP, VERSION, __version__, metrics
+from .. import GROUP, VERSION, metrics
 from ..config import Settings
-from ..models.common import Condition, SecretKeyRef
+from ..models.common import Condition
 from ..models.workerpool import (
-    DEFAULT_IMAGE_REPO,
     Backlog,
     WorkerPoolSpec,
     WorkerPoolStatus,
@@ -35,26 +32,31 @@ from ..models.workerpool import (
 from ..redaction import describe_error, scrub
 from ..services.conditions import now_rfc3339, set_condition
 from ..services.connection_secret import (
-    URL_KEY,
     SecretAction,
     build_default_connection_secret,
     default_connection_secret_name,
     secret_action,
 )
 from ..services.scaling import Stabilizer, decide, deletion_costs, fallback, sum_counts
+from ..services.worker_deployment import (
+    POOL_LABEL,
+    ManagedSecret,
+    ScaleState,
+    build_deployment,
+    deployment_digest,
+    deployment_name,
+)
 from ..storage.kube import KubeApi, ObjectRef
-from ..storage.kube_apps import KubeApps, ScaleState
-from ..storage.queues import QueueReader, activity_key, queues_without_workers
+from ..storage.kube_apps import KubeApps
+from ..storage.queues import QueueReader, queues_without_workers
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
 from .connections import ConnectionError_, RedisPool, check_url, redacted_url
 from .flow import format_validation_error
 
 log = logging.getLogger(__name__)
-POOL_LABEL = "bullflow.io/workerpool"
 MIN_TURN_SECONDS = 0.2
 STATUS_MIN_INTERVAL = 1.0
 EVENT_BLOCK_MS = 1000
-HTTP_PORT = 8080
 # The managed default-connection Secret is read again at most this often: a hand-deleted or
 # edited one is restored within this time, without a GET per turn.
 SECRET_RECHECK_SECONDS = 30.0
@@ -62,157 +64,10 @@ SECRET_RECHECK_SECONDS = 30.0
 # at most one turn a second while it keeps failing).
 FAILURE_BACKOFF_MAX_SECONDS = 30.0
 FAILURE_MIN_TURN_SECONDS = 1.0
-# A pod-template annotation: the managed Secret's resourceVersion, so that workers restart on
-# a new default URL (env from a Secret is read at container start only).
-SECRET_VERSION_ANNOTATION = "bullflow.io/connection-secret-version"
-
-
-@dataclass(frozen=True)
-class ManagedSecret:
-    """The operator's Secret holding the default Redis URL for one pool's workers."""
-
-    name: str
-    resource_version: str
 
 
 class ManagedSecretConflict(Exception):
     """A Secret with the managed Secret's name exists and is not this WorkerPool's."""
-
-
-def deployment_name(pool: str) -> str:
-    return f"{pool}-workers"
-
-
-def build_deployment(
-    namespace: str,
-    name: str,
-    uid: str,
-    spec: WorkerPoolSpec,
-    replicas: int,
-    default_secret: ManagedSecret | None,
-) -> dict[str, Any]:
-    """The owned Deployment running bullflow-worker (a pure function of the spec).
-
-    The Redis URL reaches the workers only through a Secret: the pool's spec.connection, else
-    `default_secret` (the operator's default URL, see services/connection_secret.py); never as
-    a plain env value, which anyone who can read Deployments or Pods would see."""
-    worker = spec.worker
-    assert worker is not None
-    labels = {
-        "app.kubernetes.io/name": "bullflow-worker",
-        "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/managed-by": "bullflow",
-        POOL_LABEL: name,
-    }
-    args = [a for q in spec.queues for a in ("--queue", q)]
-    args += [
-        "--processor",
-        worker.processor,
-        "--concurrency",
-        str(worker.concurrency),
-        "--prefix",
-        spec.prefix,
-        "--http-port",
-        str(HTTP_PORT),
-        "--activity-key",
-        activity_key(spec.prefix, "$(POD_NAMESPACE)", "$(POD_NAME)"),
-        "--log-format",
-        "json",
-        *worker.args,
-    ]
-    url_ref = spec.connection or (
-        SecretKeyRef(name=default_secret.name, key=URL_KEY) if default_secret else None
-    )
-    url_env: dict[str, Any] = (
-        {
-            "name": "BULLFLOW_REDIS_URL",
-            "valueFrom": {"secretKeyRef": {"name": url_ref.name, "key": url_ref.key}},
-        }
-        if url_ref is not None
-        # No Secret and no default Redis: nothing to hide (the pool reports NoConnection).
-        else {"name": "BULLFLOW_REDIS_URL", "value": ""}
-    )
-    env = [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        url_env,
-        *worker.env,
-    ]
-    container: dict[str, Any] = {
-        "name": "worker",
-        "image": worker.image or f"{DEFAULT_IMAGE_REPO}:{__version__}",
-        "command": ["bullflow-worker"],
-        "args": args,
-        "env": env,
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "periodSeconds": 5,
-            "failureThreshold": 2,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
-        "securityContext": {"allowPrivilegeEscalation": False},
-    }
-    if worker.image_pull_policy:
-        container["imagePullPolicy"] = worker.image_pull_policy
-    if worker.env_from:
-        container["envFrom"] = worker.env_from
-    if worker.resources:
-        container["resources"] = worker.resources
-    if worker.volume_mounts:
-        container["volumeMounts"] = worker.volume_mounts
-    pod_spec: dict[str, Any] = {
-        "containers": [container],
-        "terminationGracePeriodSeconds": worker.termination_grace_period_seconds,
-    }
-    if worker.volumes:
-        pod_spec["volumes"] = worker.volumes
-    if worker.service_account_name:
-        pod_spec["serviceAccountName"] = worker.service_account_name
-    if worker.node_selector:
-        pod_spec["nodeSelector"] = worker.node_selector
-    if worker.tolerations:
-        pod_spec["tolerations"] = worker.tolerations
-    if worker.affinity:
-        pod_spec["affinity"] = worker.affinity
-    pod_annotations = dict(worker.pod_annotations)
-    if spec.connection is None and default_secret is not None:
-        pod_annotations[SECRET_VERSION_ANNOTATION] = default_secret.resource_version
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": deployment_name(name),
-            "namespace": namespace,
-            "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "WorkerPool",
-                    "name": name,
-                    "uid": uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": {
-            "replicas": replicas,
-            "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": {POOL_LABEL: name}},
-            "template": {
-                "metadata": {
-                    "labels": {**worker.pod_labels, **labels},
-                    **({"annotations": pod_annotations} if pod_annotations else {}),
-                },
-                "spec": pod_spec,
-            },
-        },
-    }
 
 
 @dataclass
@@ -587,7 +442,7 @@ class WorkerPoolController:
         (its generation moved: someone edited it), or needs other replicas."""
         ref = state.ref
         body = build_deployment(ref.namespace, ref.name, ref.uid, spec, replicas, default_secret)
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        digest = deployment_digest(body)
         if (
             scale is not None
             and digest == state.applied_hash

@@ -7,8 +7,9 @@ from typing import Any
 import kopf
 
 from .. import GROUP, VERSION
-from ..controllers.workerpool import POOL_LABEL, WorkerPoolController
+from ..controllers.workerpool import WorkerPoolController
 from ..kopf_compat.storage import forget_object
+from ..services.worker_deployment import POOL_LABEL
 
 
 def _controller(memo: kopf.Memo) -> WorkerPoolController:

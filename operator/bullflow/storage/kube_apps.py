@@ -10,23 +10,11 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..services.connection_secret import SecretState
+from ..services.worker_deployment import ScaleState
 from .kube import KubeApi
 
 FIELD_MANAGER = "bullflow-operator"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-
-
-@dataclass(frozen=True)
-class ScaleState:
-    """A workload's scale: spec.replicas, and what its pods report."""
-
-    kind: str
-    name: str
-    replicas: int
-    ready_replicas: int
-    selector: str  # label selector of its pods, as the scale subresource reports it
-    generation: int | None = None
-    uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,14 +40,6 @@ class KubeApps:
             force=True,
             _content_type="application/apply-patch+yaml",
         )
-
-    async def deployment(self, namespace: str, name: str) -> Any | None:
-        try:
-            return await self.apps.read_namespaced_deployment(name, namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
 
     async def scale(self, kind: str, namespace: str, name: str) -> ScaleState | None:
         """The workload's replicas and readiness; None if it does not exist."""

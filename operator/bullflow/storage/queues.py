@@ -23,16 +23,13 @@ from collections.abc import Iterable, Sequence
 from bullmq import Queue
 
 from ..services.scaling import QueueCounts
+from ..services.worker_deployment import activity_key
 from .redis_jobs import BullRedis, StreamEntry, events_key
 
 COUNT_TYPES = ("wait", "paused", "prioritized", "active", "waiting-children", "delayed")
 DELAY_SCORE_FACTOR = 0x1000
 # Events that mean "a worker could take a job now (or soon)".
 NEW_WORK_EVENTS = frozenset({"added", "waiting", "prioritized", "delayed", "retries-exhausted"})
-
-
-def activity_key(prefix: str, namespace: str, pod: str) -> str:
-    return f"{prefix}:bullflow:activity:{namespace}:{pod}"
 
 
 def due_delayed_max_score(now_ms: int) -> int:
