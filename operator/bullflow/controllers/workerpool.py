@@ -23,7 +23,6 @@ from pydantic import ValidationError
 
 from .. import GROUP, VERSION, metrics
 from ..config import Settings
-from ..models.common import Condition
 from ..models.workerpool import (
     Backlog,
     WorkerPoolSpec,
@@ -48,7 +47,7 @@ from ..services.worker_deployment import (
 )
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.kube_apps import KubeApps
-from ..storage.queues import QueueReader, queues_without_workers
+from ..storage.queues import QueueReader
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
 from .connections import ConnectionError_, RedisPool, check_url, redacted_url
 from .flow import format_validation_error
@@ -76,14 +75,12 @@ class PoolState:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stabilizer: Stabilizer = field(default_factory=Stabilizer)
     spec: WorkerPoolSpec | None = None
-    url: str | None = None
     status: WorkerPoolStatus = field(default_factory=WorkerPoolStatus)
     last_status_patch: float = 0.0
     applied_hash: str | None = None
     applied_generation: int | None = None
     events_key: tuple[str, str, tuple[str, ...]] | None = None
     events_task: asyncio.Task[None] | None = None
-    redis_down_since: float | None = None
     default_secret: ManagedSecret | None = None
     default_secret_checked: float = 0.0
 
@@ -103,11 +100,6 @@ class WorkerPoolController:
         if state := self.pools.get(uid):
             state.wake.set()
 
-    def wake_owner(self, namespace: str, pool_name: str) -> None:
-        for state in self.pools.values():
-            if state.ref.namespace == namespace and state.ref.name == pool_name:
-                state.wake.set()
-
     def notify_work(self, namespace: str, prefix: str, queues: Iterable[str]) -> None:
         """New jobs were just added (e.g. a Flow submitted): wake the pools of those queues."""
         wanted = set(queues)
@@ -120,30 +112,6 @@ class WorkerPoolController:
                 and (wanted & set(spec.queues))
             ):
                 state.wake.set()
-
-    def covered_queues(self, namespace: str, prefix: str, url: str) -> set[str]:
-        """Queues that a live WorkerPool in `namespace` scales on this Redis and prefix."""
-        out: set[str] = set()
-        for state in self.pools.values():
-            spec = state.spec
-            if (
-                spec
-                and state.ref.namespace == namespace
-                and spec.prefix == prefix
-                and state.url == url
-            ):
-                out.update(spec.queues)
-        return out
-
-    async def queues_without_workers(
-        self, namespace: str, conn: BullRedis, prefix: str, queues: Iterable[str]
-    ) -> list[str]:
-        """Queues with neither a WorkerPool (in `namespace`) nor a connected BullMQ worker.
-
-        Raises REDIS_ERRORS if Redis is unreachable.
-        """
-        covered = self.covered_queues(namespace, prefix, conn.url)
-        return await queues_without_workers(conn, prefix, queues, covered)
 
     async def close(self) -> None:
         for state in list(self.pools.values()):
@@ -234,7 +202,6 @@ class WorkerPoolController:
         conn_error: tuple[str, str] | None = None
         try:
             conn = await self.pool.resolve(ref.namespace, spec.connection)
-            state.url = conn.url
         except ConnectionError_ as err:
             conn_error = (err.reason, err.message)
 
@@ -276,8 +243,6 @@ class WorkerPoolController:
         if counts is None:
             assert conn_error is not None
             reason, message = conn_error
-            if state.redis_down_since is None:
-                state.redis_down_since = now
             state.stabilizer.reset()
             desired = fallback(current, policy)
             how = (
@@ -291,7 +256,6 @@ class WorkerPoolController:
             scale_reason = f"{reason}: {how}"
             limited, limited_message = None, ""
         else:
-            state.redis_down_since = None
             decision = decide(state.stabilizer, now, counts.total, current, policy)
             desired = decision.replicas
             scale_reason = decision.reason
@@ -608,7 +572,3 @@ def _drop_metrics(ref: ObjectRef) -> None:
     for which in ("current", "desired", "ready"):
         with contextlib.suppress(KeyError):
             metrics.WORKERPOOL_REPLICAS.remove(ref.namespace, ref.name, which)
-
-
-def conditions_of(status: WorkerPoolStatus) -> dict[str, Condition]:
-    return {c.type: c for c in status.conditions}

@@ -231,13 +231,4 @@ class FlowStatus(CamelModel):
     )
 
 
-class Flow(CamelModel):
-    """The whole custom resource (apiVersion/kind/metadata are Kubernetes')."""
-
-    model_config = {"extra": "ignore"}
-
-    spec: FlowSpec
-    status: FlowStatus | None = None
-
-
 FlowNode.model_rebuild()

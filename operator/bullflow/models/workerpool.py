@@ -199,10 +199,3 @@ class WorkerPoolStatus(CamelModel):
     last_scale_time: str | None = None
     last_scale_reason: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
-
-
-class WorkerPool(CamelModel):
-    model_config = {"extra": "ignore"}
-
-    spec: WorkerPoolSpec
-    status: WorkerPoolStatus | None = None
