@@ -12,10 +12,10 @@ from ..redaction import redacted_url, remember_url
 from ..storage.kube import KubeApi
 from ..storage.redis_jobs import BullRedis
 
-__all__ = ["ConnectionError_", "RedisPool", "check_url", "redacted_url"]
+__all__ = ["ConnectionUnresolved", "RedisPool", "check_url", "redacted_url"]
 
 
-class ConnectionError_(Exception):
+class ConnectionUnresolved(Exception):
     """A connection that cannot be resolved; `reason` is the condition reason."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -31,7 +31,7 @@ def check_url(url: str) -> str:
     except ValueError:  # e.g. a bad IPv6 literal; its message is not worth the risk of a leak
         valid = False
     if not valid:
-        raise ConnectionError_(
+        raise ConnectionUnresolved(
             "InvalidConnection", "the Redis URL must look like redis://host:port or rediss://..."
         )
     return url
@@ -51,7 +51,7 @@ class RedisPool:
     async def resolve(self, namespace: str, ref: SecretKeyRef | None) -> BullRedis:
         if ref is None:
             if not self.default_url:
-                raise ConnectionError_(
+                raise ConnectionUnresolved(
                     "NoConnection",
                     "spec.connection is not set and the operator has no default Redis "
                     "(BULLFLOW_REDIS_URL)",
@@ -59,7 +59,7 @@ class RedisPool:
             return self.get(check_url(self.default_url))
         url = await self.kube.secret_value(namespace, ref.name, ref.key)
         if url is None:
-            raise ConnectionError_(
+            raise ConnectionUnresolved(
                 "ConnectionSecretNotFound",
                 f"Secret {namespace}/{ref.name} with key {ref.key!r} was not found",
             )

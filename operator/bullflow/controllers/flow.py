@@ -18,7 +18,7 @@ from ..services.flowtree import flow_token, plan, structural_errors
 from ..storage.kube import KubeApi
 from ..storage.redis_jobs import REDIS_ERRORS, SubmissionRejected
 from .bookkeeping import AfterSubmit, Bookkeeper
-from .connections import ConnectionError_, RedisPool, redacted_url
+from .connections import ConnectionUnresolved, RedisPool, redacted_url
 from .flow_cleanup import FlowCleanup, TtlTimers, flow_ref, status_of
 from .flow_status import FlowStatusWriter
 from .flow_submission import FlowSubmitter, OnSubmit
@@ -90,7 +90,7 @@ class FlowController:
             return
         try:
             conn = await self.pool.resolve(ref.namespace, spec.connection)
-        except ConnectionError_ as err:
+        except ConnectionUnresolved as err:
             await self.statuses.not_ready(ref, status, generation, err.reason, err.message)
             raise kopf.TemporaryError(err.message, delay=self.backoff(retry)) from err
         jobs = plan(spec, token)

@@ -19,7 +19,7 @@ from ..services.flowstatus import FINISHED_PHASES
 from ..services.flowtree import flow_token, plan
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error
 from ..storage.redis_jobs import REDIS_ERRORS
-from .connections import ConnectionError_, RedisPool
+from .connections import ConnectionUnresolved, RedisPool
 from .flow_status import FlowStatusWriter
 from .flow_submission import status_from
 
@@ -156,7 +156,7 @@ class FlowCleanup:
                     await conn.remove_marker(spec.prefix, token)
                 return
             message = f"jobs {', '.join(locked)} are being processed; removing them later"
-        except ConnectionError_ as err:
+        except ConnectionUnresolved as err:
             message = err.message
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("delete").inc()

@@ -49,7 +49,7 @@ from ..storage.kube import KubeApi, ObjectRef
 from ..storage.kube_apps import KubeApps
 from ..storage.queues import QueueReader
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
-from .connections import ConnectionError_, RedisPool, check_url, redacted_url
+from .connections import ConnectionUnresolved, RedisPool, check_url, redacted_url
 from .flow import format_validation_error
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class WorkerPoolController:
         conn_error: tuple[str, str] | None = None
         try:
             conn = await self.pool.resolve(ref.namespace, spec.connection)
-        except ConnectionError_ as err:
+        except ConnectionUnresolved as err:
             conn_error = (err.reason, err.message)
 
         # The workload.
