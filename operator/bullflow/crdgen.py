@@ -9,15 +9,21 @@ from __future__ import annotations
 import copy
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
 
 from . import GROUP, VERSION
 from .models.common import CEL
-from .models.flow import SPEC_IMMUTABLE_MESSAGE, FlowSpec, FlowStatus
-from .models.workerpool import Scaling, WorkerPoolSpec, WorkerPoolStatus
+from .models.flow import SPEC_IMMUTABLE_MESSAGE, FlowSpec, FlowStatus, Phase
+from .models.workerpool import (
+    ScaleTargetRef,
+    Scaling,
+    WorkerPoolSpec,
+    WorkerPoolStatus,
+    WorkerTemplate,
+)
 
 # A CRD schema cannot recurse, so the FlowNode tree is typed down to this many levels; deeper
 # children are kept as-is and validated by the operator (reported as InvalidSpec).
@@ -101,10 +107,17 @@ def _fix_nulls(schema: Any) -> Any:
     return schema
 
 
+def _server_defaults(properties: dict[str, Any], model: type[BaseModel], *names: str) -> None:
+    """Give the schema of each field of `model` named here the field's own default, so that the
+    apiserver fills in what the operator would assume (one source: the model)."""
+    for name in names:
+        field = model.model_fields[name]
+        properties[field.alias or name]["default"] = field.default
+
+
 def flow_crd() -> dict[str, Any]:
     spec = openapi_schema(FlowSpec)
-    spec["properties"]["prefix"]["default"] = "bull"
-    spec["properties"]["deletionPolicy"]["default"] = "Delete"
+    _server_defaults(spec["properties"], FlowSpec, "prefix", "deletion_policy")
     status = openapi_schema(FlowStatus)
     return _crd(
         kind="Flow",
@@ -114,7 +127,7 @@ def flow_crd() -> dict[str, Any]:
         spec=spec,
         status=status,
         columns=[
-            ("Phase", "string", ".status.phase", "Pending, Submitted, Running, Completed, Failed"),
+            ("Phase", "string", ".status.phase", ", ".join(get_args(Phase))),
             ("Progress", "string", ".status.progress", "Jobs done / total"),
             ("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', "Why"),
             ("Result", "string", ".status.result", "The root's return value", 1),
@@ -125,7 +138,7 @@ def flow_crd() -> dict[str, Any]:
 
 def workerpool_crd() -> dict[str, Any]:
     spec = openapi_schema(WorkerPoolSpec)
-    spec["properties"]["prefix"]["default"] = "bull"
+    _server_defaults(spec["properties"], WorkerPoolSpec, "prefix")
     # Server-side defaults, so the CEL rules (minReplicas <= maxReplicas) always see values.
     # The object default must be complete: the apiserver checks CEL rules against it as is.
     scaling = spec["properties"]["scaling"]["properties"]
@@ -136,11 +149,9 @@ def workerpool_crd() -> dict[str, Any]:
             scaling_default[field.alias or name] = field.default
     spec["properties"]["scaling"]["default"] = scaling_default
     worker = spec["properties"]["worker"]["properties"]
-    worker["concurrency"]["default"] = 1
-    worker["terminationGracePeriodSeconds"]["default"] = 300
+    _server_defaults(worker, WorkerTemplate, "concurrency", "termination_grace_period_seconds")
     target = spec["properties"]["scaleTargetRef"]["properties"]
-    target["apiVersion"]["default"] = "apps/v1"
-    target["kind"]["default"] = "Deployment"
+    _server_defaults(target, ScaleTargetRef, "api_version", "kind")
     status = openapi_schema(WorkerPoolStatus)
     return _crd(
         kind="WorkerPool",
