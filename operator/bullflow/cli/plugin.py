@@ -136,9 +136,15 @@ def render_tree(flow: dict[str, Any], now: datetime | None = None, ascii: bool =
             f"Note:        only failed/active jobs are listed "
             f"({len(nodes)} of {status.get('totalNodes', '?')})"
         )
-    if not nodes:
-        return "\n".join(lines) + "\n"
+    if nodes:
+        lines.append("")
+        lines.extend(_job_table(nodes, ascii))
+    return "\n".join(lines) + "\n"
 
+
+def _job_table(nodes: list[dict[str, Any]], ascii: bool) -> list[str]:
+    """The jobs as a tree with their queue, state, attempts and details, one line each."""
+    pick = 1 if ascii else 0
     rows: list[tuple[str, str, str, str, str]] = []
     branch, last, pipe, blank = ("|-", "`-", "| ", "  ") if ascii else ("├─", "└─", "│ ", "  ")
 
@@ -168,11 +174,11 @@ def render_tree(flow: dict[str, Any], now: datetime | None = None, ascii: bool =
         walk(root, "", "", "")
     header = ("STEP", "QUEUE", "STATE", "ATTEMPTS", "DETAILS")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    lines.append("")
+    lines: list[str] = []
     for row in [header, *rows]:
         cells = [row[i].ljust(widths[i]) for i in range(4)] + [row[4]]
         lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _load_flow(

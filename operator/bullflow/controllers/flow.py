@@ -15,7 +15,7 @@ from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
 from ..services.flowstatus import FINISHED_PHASES
 from ..services.flowtree import flow_token, plan, structural_errors
-from ..storage.kube import KubeApi
+from ..storage.kube import KubeApi, ObjectRef
 from ..storage.redis_jobs import REDIS_ERRORS, SubmissionRejected
 from .bookkeeping import AfterSubmit, Bookkeeper
 from .connections import ConnectionUnresolved, RedisPool, redacted_url
@@ -73,13 +73,8 @@ class FlowController:
         ref = flow_ref(body)
         generation = body["metadata"].get("generation")
         status = status_of(body)
-        try:
-            spec = FlowSpec.model_validate(body.get("spec") or {})
-        except ValidationError as err:
-            await self.statuses.invalid(ref, status, generation, format_validation_error(err))
-            return
-        if errors := structural_errors(spec, self.settings.max_nodes):
-            await self.statuses.invalid(ref, status, generation, "; ".join(errors))
+        spec = await self._valid_spec(body, ref, status, generation)
+        if spec is None:
             return
         token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
         self.phases.set(ref.uid, status.phase)
@@ -133,6 +128,20 @@ class FlowController:
             )
         )
         self._keep_finalizer(body, spec, status)
+
+    async def _valid_spec(
+        self, body: Any, ref: ObjectRef, status: FlowStatus, generation: int | None
+    ) -> FlowSpec | None:
+        """The Flow's spec; None once an invalid one is reported (InvalidSpec)."""
+        try:
+            spec = FlowSpec.model_validate(body.get("spec") or {})
+        except ValidationError as err:
+            await self.statuses.invalid(ref, status, generation, format_validation_error(err))
+            return None
+        if errors := structural_errors(spec, self.settings.max_nodes):
+            await self.statuses.invalid(ref, status, generation, "; ".join(errors))
+            return None
+        return spec
 
     def _keep_finalizer(self, body: Any, spec: FlowSpec, status: FlowStatus) -> None:
         """A Flow whose jobs reached Redis gets bullflow's finalizer (deletionPolicy Delete), so

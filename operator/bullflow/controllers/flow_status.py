@@ -77,16 +77,7 @@ class FlowStatusWriter:
         try:
             snaps = await self._read_jobs(flow)
         except RedisError as err:
-            metrics.REDIS_ERRORS.labels("read").inc()
-            reason = "RedisUnavailable" if isinstance(err, REDIS_ERRORS) else "RedisError"
-            verb = "is unreachable" if reason == "RedisUnavailable" else "refused a read"
-            message = f"Redis at {redacted_url(flow.conn.url)} {verb}: {scrub(str(err))}"
-            desired = not_ready(written, flow.generation, reason, message)
-            if not self._still_tracked(flow):
-                return Outcome.GONE
-            if desired != written and await self._write(flow, desired, "condition") is None:
-                return Outcome.GONE
-            return Outcome.RETRY
+            return await self._read_failed(flow, written, err)
         limits = self.limits
         if flow.status_budget is not None:
             limits = replace(limits, max_status_bytes=flow.status_budget)
@@ -129,6 +120,21 @@ class FlowStatusWriter:
                 return Outcome.RETRY
         self.on_finished(flow.ref, flow.ttl_seconds, desired)
         return Outcome.FINISHED
+
+    async def _read_failed(
+        self, flow: TrackedFlow, written: FlowStatus, err: RedisError
+    ) -> Outcome:
+        """The jobs could not be read: say so in the Ready condition, and retry."""
+        metrics.REDIS_ERRORS.labels("read").inc()
+        reason = "RedisUnavailable" if isinstance(err, REDIS_ERRORS) else "RedisError"
+        verb = "is unreachable" if reason == "RedisUnavailable" else "refused a read"
+        message = f"Redis at {redacted_url(flow.conn.url)} {verb}: {scrub(str(err))}"
+        desired = not_ready(written, flow.generation, reason, message)
+        if not self._still_tracked(flow):
+            return Outcome.GONE
+        if desired != written and await self._write(flow, desired, "condition") is None:
+            return Outcome.GONE
+        return Outcome.RETRY
 
     def _still_tracked(self, flow: TrackedFlow) -> bool:
         """False if the flow was deleted (its jobs being removed) or replaced while its jobs
