@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from bullflow.models.workerpool import Scaling
+from bullflow.models.workerpool import Backlog, Scaling
 from bullflow.services.scaling import (
-    QueueCounts,
     Stabilizer,
     decide,
     deletion_costs,
     fallback,
     recommend,
-    sum_counts,
 )
 
 
@@ -30,12 +28,15 @@ def policy(**kw: int | None) -> Scaling:
 
 
 def test_backlog_counts_what_a_worker_can_take_now() -> None:
-    c = QueueCounts(
+    c = Backlog(
         waiting=3, prioritized=2, delayed=10, delayed_due=4, active=5, waiting_children=7, paused=9
     )
     assert c.total == 3 + 2 + 4 + 5
-    assert sum_counts([c, QueueCounts(waiting=1)]).total == c.total + 1
-    assert sum_counts([]).total == 0
+    both = c + Backlog(waiting=1, paused=1)
+    assert (both.total, both.waiting, both.paused, both.delayed) == (c.total + 1, 4, 10, 10)
+    assert sum([], Backlog()).total == 0
+    # Read back from a status: the total is the counts' own, whatever was written.
+    assert Backlog.model_validate({"waiting": 2, "total": 99}).total == 2
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ from ..services.connection_secret import (
     default_connection_secret_name,
     secret_action,
 )
-from ..services.scaling import Stabilizer, decide, deletion_costs, fallback, sum_counts
+from ..services.scaling import Stabilizer, decide, deletion_costs, fallback
 from ..services.worker_deployment import (
     POOL_LABEL,
     ManagedSecret,
@@ -232,7 +232,7 @@ class WorkerPoolController:
         if conn is not None:
             await self._ensure_events(state, conn, spec)
             try:
-                counts = sum_counts(await self._reader(conn).backlog(spec.prefix, spec.queues))
+                counts = await self._reader(conn).backlog(spec.prefix, spec.queues)
             except REDIS_ERRORS as err:
                 metrics.REDIS_ERRORS.labels("backlog").inc()
                 conn_error = (
@@ -261,16 +261,7 @@ class WorkerPoolController:
             scale_reason = decision.reason
             limited = decision.recommendation.limited
             limited_message = decision.recommendation.reason if limited else ""
-            status.backlog = Backlog(
-                waiting=counts.waiting,
-                prioritized=counts.prioritized,
-                delayed=counts.delayed,
-                delayed_due=counts.delayed_due,
-                active=counts.active,
-                waiting_children=counts.waiting_children,
-                paused=counts.paused,
-                total=counts.total,
-            )
+            status.backlog = counts
             _export_backlog(ref, status.backlog)
             status.conditions = set_condition(
                 status.conditions,

@@ -175,6 +175,9 @@ class WorkerPoolSpec(CamelModel):
 class Backlog(CamelModel):
     """Jobs per state, summed over the pool's queues."""
 
+    # The docstring is the CRD's description. In Python a Backlog is also one queue's counts;
+    # `a + b` sums them, and `total` is derived, never given (a value passed for it is replaced).
+
     waiting: int = 0
     prioritized: int = 0
     delayed: int = Field(default=0, description="All delayed jobs.")
@@ -185,6 +188,15 @@ class Backlog(CamelModel):
     total: int = Field(
         default=0, description="What scaling uses: waiting + prioritized + delayedDue + active."
     )
+
+    @model_validator(mode="after")
+    def _derive_total(self) -> Backlog:
+        self.total = self.waiting + self.prioritized + self.delayed_due + self.active
+        return self
+
+    def __add__(self, other: Backlog) -> Backlog:
+        counted = (f for f in Backlog.model_fields if f != "total")
+        return Backlog(**{f: getattr(self, f) + getattr(other, f) for f in counted})
 
 
 class WorkerPoolStatus(CamelModel):

@@ -22,42 +22,6 @@ from ..models.workerpool import Scaling
 
 
 @dataclass(frozen=True)
-class QueueCounts:
-    """One queue's (or the sum of several queues') jobs by state."""
-
-    waiting: int = 0
-    prioritized: int = 0
-    delayed: int = 0
-    delayed_due: int = 0
-    active: int = 0
-    waiting_children: int = 0
-    paused: int = 0
-
-    @property
-    def total(self) -> int:
-        """The scaling backlog: jobs a worker could take now or is taking."""
-        return self.waiting + self.prioritized + self.delayed_due + self.active
-
-    def __add__(self, other: QueueCounts) -> QueueCounts:
-        return QueueCounts(
-            self.waiting + other.waiting,
-            self.prioritized + other.prioritized,
-            self.delayed + other.delayed,
-            self.delayed_due + other.delayed_due,
-            self.active + other.active,
-            self.waiting_children + other.waiting_children,
-            self.paused + other.paused,
-        )
-
-
-def sum_counts(counts: list[QueueCounts]) -> QueueCounts:
-    total = QueueCounts()
-    for c in counts:
-        total = total + c
-    return total
-
-
-@dataclass(frozen=True)
 class Recommendation:
     replicas: int
     # None, "TooFewReplicas" (clamped up to min) or "TooManyReplicas" (clamped down to max)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 from bullmq import Queue
 
-from ..services.scaling import QueueCounts
+from ..models.workerpool import Backlog
 from ..services.worker_deployment import activity_key
 from .redis_jobs import BullRedis, StreamEntry, events_key
 
@@ -50,13 +50,13 @@ class QueueReader:
             self._queues[key] = Queue(name, {"connection": self.conn.client, "prefix": prefix})
         return self._queues[key]
 
-    async def counts(self, prefix: str, queue: str, now_ms: int | None = None) -> QueueCounts:
+    async def counts(self, prefix: str, queue: str, now_ms: int | None = None) -> Backlog:
         counts = await self._queue(prefix, queue).getJobCounts(*COUNT_TYPES)
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         due = await self.conn.client.zcount(
             f"{prefix}:{queue}:delayed", 0, due_delayed_max_score(now_ms)
         )
-        return QueueCounts(
+        return Backlog(
             waiting=int(counts.get("wait", 0)),
             prioritized=int(counts.get("prioritized", 0)),
             delayed=int(counts.get("delayed", 0)),
@@ -66,8 +66,9 @@ class QueueReader:
             paused=int(counts.get("paused", 0)),
         )
 
-    async def backlog(self, prefix: str, queues: Sequence[str]) -> list[QueueCounts]:
-        return [await self.counts(prefix, q) for q in queues]
+    async def backlog(self, prefix: str, queues: Sequence[str]) -> Backlog:
+        """The queues' counts, summed."""
+        return sum([await self.counts(prefix, q) for q in queues], Backlog())
 
     async def stream_tails(self, prefix: str, queues: Iterable[str]) -> dict[str, str]:
         return {
