@@ -104,10 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 # CPython's default (700, 10, 10) collects the young generation every 700 net allocations, so
 # most objects of a burst (watch events, models, Redis commands: short-lived, but alive across a
 # few awaits) got promoted, and the promotions kept forcing full collections over everything the
-# operator holds, each a pause of the event loop. Measured (gc.callbacks, make bench A/B, old and
-# new interleaved, 3 rounds): full collections in the submission scenario 22 -> 2, its burst
-# "all Submitted / creates took" 1.36-1.52x -> 1.24-1.36x; operator CPU for three 10,000-job
-# flows 4.7-5.2 s -> 3.5-4.1 s. A young generation of 50,000 lets those objects die first.
+# operator holds, each a pause of the event loop. A much bigger young generation lets those
+# objects die first: far fewer full collections, faster bursts and less operator CPU for big
+# flows (make bench A/B with gc.callbacks; the numbers are in bench/results).
 GC_THRESHOLDS = (50_000, 10, 10)
 
 

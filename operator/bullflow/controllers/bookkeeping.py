@@ -7,7 +7,7 @@ its finalizer, a deletion is still seen (the DELETED watch event, FlowController
 Flow deleted while the operator is down in that window would keep its jobs in Redis.
 
 There is no Submitted Event: the Submitted condition says the same with its time, and an Event
-per Flow was a third of the operator's API writes in a burst. Events mark what needs attention
+per Flow was a large share of the operator's API writes in a burst. Events mark what needs attention
 or ends a flow (JobFailed, Completed, Failed, InvalidSpec, SubmitRejected).
 """
 

@@ -28,9 +28,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING  # our own Events carry the story
     settings.watching.server_timeout = 300
     # kopf lists every watched kind on start and whenever a watch stream restarts, and the list
-    # reply stayed referenced while it watched (tracemalloc): unpaginated, 10,000 Flows are a
-    # ~25 MB reply held as bytes, text and objects, the operator's peak RSS. In pages of 500,
-    # only the last page lingers.
+    # reply stayed referenced while it watched (tracemalloc): unpaginated, every Flow of the
+    # cluster in one reply, held as bytes, text and objects, made the operator's peak RSS.
+    # Paginated, only the last page lingers.
     settings.watching.chunk_size = 500
     # A per-object worker holds its slot until it has been idle for `idle_timeout` (kopf's
     # default 5 s), and a new Flow sees 2-3 events within its first second (created, status,

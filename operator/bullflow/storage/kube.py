@@ -40,8 +40,8 @@ class KubeApi:
             await config.load_kube_config()
         api = client.ApiClient()
         # kubernetes_asyncio opens its aiohttp session with trust_env=True, which makes every
-        # request look up proxy variables and ~/.netrc in a thread (~10% of the operator's CPU
-        # in bench/). The API server is reached directly, as kopf's own session does.
+        # request look up proxy variables and ~/.netrc in a thread, a visible share of the
+        # operator's CPU (bench/). The API server is reached directly, as kopf's session does.
         session = getattr(api.rest_client, "pool_manager", None)
         if session is not None and hasattr(session, "_trust_env"):
             session._trust_env = False

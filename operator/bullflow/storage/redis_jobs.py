@@ -32,7 +32,7 @@ from .batching import GroupCommit
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 MARKER_PREFIX = "bullflow:flow"
 # Flows submitted together share one MULTI/EXEC up to this many jobs (a bigger flow goes alone):
-# Redis runs a transaction's scripts without serving anyone else, ~20 µs per job.
+# Redis runs a transaction's scripts without serving anyone else: the cap bounds that wait.
 MAX_JOBS_PER_TRANSACTION = 2000
 
 
@@ -75,9 +75,9 @@ def _decode(raw: str | None) -> Any:
 
 
 class _FlowProducer(FlowProducer):
-    """FlowProducer that builds one queue object per queue, not one per job: for a 10,000-child
-    flow, bullmq's per-node backend and Scripts construction was a quarter of the submission's
-    Python time. The objects hold a name, keys and scripts; jobs can share them."""
+    """FlowProducer that builds one queue object per queue, not one per job: for a big flow,
+    bullmq's per-node backend and Scripts construction was a large share of the submission's
+    Python time (bench/). The objects hold a name, keys and scripts; jobs can share them."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -96,8 +96,9 @@ class _FlowProducer(FlowProducer):
 
 class _HiredisPacking:
     """redis-py packs commands in Python on its asyncio connections, with hiredis's C packer on
-    its sync ones (HiredisRespSerializer, when hiredis is installed): the same bytes, 6x faster.
-    A 10,000-job submission's pipeline packs in 13 ms instead of 76 ms."""
+    its sync ones (HiredisRespSerializer, when hiredis is installed): the same bytes
+    (test_redis_packing), packed several times faster, which counts on a big submission's
+    pipeline (bench/)."""
 
     _packer = HiredisRespSerializer()
 
