@@ -24,6 +24,7 @@ import pytest
 import redis.asyncio as aioredis
 from bullmq import Queue
 
+from bullflow.models.marker import SubmissionMarker
 from bullflow.storage.redis_jobs import BullRedis, events_key
 from tests.harness.process import free_port
 
@@ -145,7 +146,7 @@ async def test_job_added_to_a_long_idle_queue_is_active_at_once(
         await asyncio.sleep(0)
         added = await asyncio.gather(
             queue.add("job", {"n": 1}),
-            bull.submit(redis_prefix, [tree], uid, {"uid": uid}),
+            bull.submit(redis_prefix, [tree], uid, SubmissionMarker(flow_uid=uid, jobs=2)),
         )
         assert all(added)
         took = dict(zip(streams, await asyncio.gather(*waits), strict=True))
