@@ -25,6 +25,7 @@ from typing import Any
 from . import report, scenarios
 from .burst_write_back import burst_write_back
 from .env import BenchEnv, machine_info
+from .pickup import worker_pickup
 from .profile import summarize_profile
 from .scenarios import SMOKE, Params
 
@@ -36,6 +37,7 @@ ORDER = (
     "large_flow",
     "many_flows",
     "autoscaling",
+    "worker_pickup",
 )
 
 
@@ -137,6 +139,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         sc = scenarios.autoscaling(env, prm)
                     elif name == "burst_write_back":
                         sc = asyncio.run(burst_write_back(env, prm, smoke=args.smoke))
+                    elif name == "worker_pickup":
+                        sc = asyncio.run(worker_pickup(env, prm, smoke=args.smoke))
                     else:
                         sc = asyncio.run(getattr(scenarios, name)(env, prm))
                 except Exception as err:
@@ -152,6 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "many_flows": "many",
                         "autoscaling": "as",
                         "submission": "sub",
+                        "worker_pickup": "pickup",
                     }[name]
                     sc["profile"] = summarize_profile(sorted(env.profile_dir.glob(f"{key}-*")))
                 results["scenarios"][name] = sc

@@ -15,6 +15,7 @@ TITLES = {
     "many_flows": "4. Many flows",
     "autoscaling": "5. Autoscaling",
     "resource_cost": "6. Resource cost",
+    "worker_pickup": "7. Worker pickup",
 }
 
 

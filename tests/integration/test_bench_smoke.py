@@ -20,6 +20,7 @@ SCENARIOS = (
     "many_flows",
     "autoscaling",
     "resource_cost",
+    "worker_pickup",
 )
 
 
