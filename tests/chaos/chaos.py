@@ -182,6 +182,7 @@ class ChaosRun:
                 wrong.append(
                     f"{key}: {phase} ({reason}: {str(message)[:200]}), its shape ends {want}"
                 )
+        self.broken |= {line.split(":", 1)[0] for line in wrong}  # reported once
         assert not wrong, "flows ended wrong:\n" + "\n".join(wrong[:20])
 
     def added_events(self) -> tuple[Counter[str], Counter[str], int]:
@@ -298,6 +299,21 @@ class ChaosRun:
             node = next(j for j in jobs if j.path == path)
             out[name] = truth.truth(node).state
         return out
+
+    def check_reads_match_getters(self) -> int:
+        """The checker's batched Redis reads give what bullmq's getters (Job.fromId,
+        job.getState(), getChildrenValues) give, one job at a time. Run when nothing moves."""
+        flows = [f for f, _ in self.cache.snapshot()]
+        planned = [(f, *planned_jobs(f)) for f in flows]
+        batched = _run(self.checker._read_truths(planned))
+        one_by_one = _run(self.checker._read_truths(planned, True))
+        differ = [
+            f["metadata"]["name"]
+            for f, a, b in zip(flows, batched, one_by_one, strict=True)
+            if a != b
+        ]
+        assert not differ, f"batched reads differ from bullmq's getters for {differ[:5]}"
+        return len(flows)
 
     def finished_in_redis(self, planned: list[Planned]) -> int:
         """How many of these flows have their root completed or failed in Redis."""

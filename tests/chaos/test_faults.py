@@ -57,6 +57,7 @@ def test_03_status_over_the_budget_with_multibyte_text(chaos: ChaosRun) -> None:
     assert status["counts"] == {"completed": 200}
     assert str(status["result"]).endswith(TRUNCATED_MARK)
     assert utf8_len(status) <= 256 * 1024
+    chaos.check_reads_match_getters()
 
 
 def test_04_worker_sigkilled_mid_job(chaos: ChaosRun) -> None:
