@@ -27,7 +27,7 @@ def idle_lengths(smoke: bool) -> list[float]:
     if smoke:
         return [6.0, 6.0]
     n = 10
-    return [6.0 + 20.0 * i / (n - 1) for i in range(n)]
+    return [round(6.0 + 20.0 * i / (n - 1), 1) for i in range(n)]
 
 
 async def _first_ms(r: Any, stream: str, after: str, event: str | None) -> tuple[int, str]:
