@@ -5,6 +5,7 @@
 # and its failures at the end; each run's full output is kept in $STRESS_LOG_DIR.
 #
 #   STRESS_RUNS=N      runs (default 3)
+#   STRESS_TESTS=...   what pytest runs (default: tests, the whole suite)
 #   STRESS_CPUS=N      stress-ng CPU workers at 100% load (default: one per core, nproc)
 #   STRESS_LOG_DIR=D   where run-N.log go (default: a new /tmp/bullflow-stress.* folder)
 #   PY=...             the Python with pytest (default .venv/bin/python)
@@ -16,6 +17,7 @@ RUNS=${STRESS_RUNS:-3}
 CPUS=${STRESS_CPUS:-$(nproc)}
 PY=${PY:-.venv/bin/python}
 PYTEST_ARGS=${PYTEST_ARGS:-}
+TESTS=${STRESS_TESTS:-tests}
 LOG_DIR=${STRESS_LOG_DIR:-$(mktemp -d /tmp/bullflow-stress.XXXXXX)}
 mkdir -p "$LOG_DIR"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "[stress] STRESS_RUNS must be a positive integer" >&2; exit 2; }
@@ -29,7 +31,8 @@ fi
 
 # Its own process group (setsid), so that the stressors it forks go with it. The timeout only
 # bounds a stress-ng that outlived this script somehow; the trap is what stops it.
-setsid stress-ng --cpu "$CPUS" --cpu-load 100 --timeout "$((RUNS * 2))h" --quiet &
+setsid stress-ng --cpu "$CPUS" --cpu-load 100 --timeout "$((RUNS * 2))h" --quiet \
+  >"$LOG_DIR/stress-ng.log" 2>&1 &
 STRESS_PID=$!
 stop_stress() {
   kill -TERM -- "-$STRESS_PID" 2>/dev/null || kill -TERM "$STRESS_PID" 2>/dev/null
@@ -44,9 +47,9 @@ failed=0
 declare -a results
 for ((i = 1; i <= RUNS; i++)); do
   log="$LOG_DIR/run-$i.log"
-  echo "[stress] run $i/$RUNS: pytest tests $PYTEST_ARGS, stress-ng --cpu $CPUS --cpu-load 100; output in $log"
-  # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words
-  "$PY" -m pytest tests $PYTEST_ARGS 2>&1 | tee "$log"
+  echo "[stress] run $i/$RUNS: pytest $TESTS $PYTEST_ARGS, stress-ng --cpu $CPUS --cpu-load 100; output in $log"
+  # shellcheck disable=SC2086  # STRESS_TESTS and PYTEST_ARGS are lists of words
+  "$PY" -m pytest $TESTS $PYTEST_ARGS 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   summary=$(grep -E '(passed|failed|errors?|skipped|deselected|no tests ran).* in [0-9.]+s' "$log" | tail -n 1)
   if ! kill -0 "$STRESS_PID" 2>/dev/null; then

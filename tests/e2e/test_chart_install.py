@@ -350,7 +350,7 @@ def test_rbac_is_sufficient_for_workerpools(
     try:
         t0 = time.monotonic()
         dep = "chart-pool-workers"
-        pools.wait_for("the owned Deployment at 0", lambda: pools.replicas(dep) == 0, 20)
+        pools.wait_for("the owned Deployment at 0", lambda: pools.replicas(dep) == 0, 60)
         created = time.monotonic() - t0
         pools.wait_for(
             "the StatefulSet scaled to 1",
@@ -358,7 +358,7 @@ def test_rbac_is_sufficient_for_workerpools(
                 apps.read_namespaced_stateful_set("user-workers", release.watched).spec.replicas
                 == 1
             ),
-            20,
+            60,
         )
         with worker_supervisor(
             local_cluster.kubeconfig,
@@ -376,7 +376,7 @@ def test_rbac_is_sufficient_for_workerpools(
                 peak = max(peak, pools.replicas(dep) or 0)
                 return peak >= 2
 
-            pools.wait_for("replicas going up", scaled_up, 15, every=0.05)
+            pools.wait_for("replicas going up", scaled_up, 60, every=0.05)
             up = time.monotonic() - t1
             done = flows.wait("pooled", timeout=40)
             assert done["status"]["phase"] == "Completed", done["status"]
@@ -409,6 +409,9 @@ def test_rbac_is_sufficient_for_workerpools(
             f"{peak} replicas {up:.2f}s after the Flow, completed {completed:.2f}s, "
             f"back to 0 {back:.2f}s"
         )
+    except AssertionError as err:  # what the operator did (or failed to do) meanwhile
+        tail = operator.log_text()[-6000:]
+        raise AssertionError(f"{err}\n--- operator log (tail) ---\n{tail}") from err
     finally:
         # While the operator still runs: it removes its finalizers (and the Flow's jobs).
         kubectl(
