@@ -147,12 +147,9 @@ SHAPES: list[tuple[str, Shape]] = [
 ]
 
 
-# Left out of the fault steps' batches (run by the baseline only) while the operator ends such a
-# flow before its parent fails: with failParentOnFailure, BullMQ 5 moves the parent to `waiting`
-# when the child fails and a worker then fails it; the operator declared the flow Failed at the
-# child's failure and stopped following it, so the parent's node stays `waiting` with no
-# failedReason (found by the baseline step). Empty this once that is fixed.
-BASELINE_ONLY = frozenset({"failparent"})
+# Shapes left out of the fault steps' batches (run by the baseline only); empty since the
+# operator follows a failParentOnFailure flow until its parent has failed.
+BASELINE_ONLY: frozenset[str] = frozenset()
 
 
 def batch(step: str, count: int, slow: float = 1.0, *, every_shape: bool = False) -> list[Planned]:

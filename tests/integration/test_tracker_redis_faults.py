@@ -100,3 +100,46 @@ async def test_the_marker_update_merges_fields_and_never_brings_a_deleted_marker
         assert not await admin.exists(key)
     finally:
         await conn.close()
+
+
+async def test_a_submission_whose_scripts_redis_lost_is_taken_back_and_retried(
+    admin, redis_url, redis_prefix, monkeypatch
+):
+    """Redis restarts between redis-py's script check and the MULTI/EXEC (re-sent on a new
+    connection): every EVALSHA fails with NOSCRIPT while the marker's SET succeeds. The marker
+    must not stay (the flow would count as submitted with no jobs): it is taken back and the
+    submission fails as retriable; the retry adds every job once."""
+    from redis.asyncio.client import Pipeline
+
+    from bullflow.models.flow import FlowSpec
+    from bullflow.models.marker import SubmissionMarker
+    from bullflow.services.flowtree import plan, to_flowproducer
+    from bullflow.storage.redis_jobs import ScriptsLost
+
+    spec = FlowSpec.model_validate(
+        {"root": {"name": "p", "queueName": "s", "children": [{"name": "c", "queueName": "s"}]}}
+    )
+    token = str(uuid.uuid4())
+    marker = SubmissionMarker(flow_uid=token, name="f", namespace="ns", submitted_at="t", jobs=2)
+    load_scripts = Pipeline.load_scripts
+
+    async def load_then_lose(self: Pipeline) -> None:
+        await load_scripts(self)
+        await admin.script_flush()
+
+    conn = BullRedis(redis_url)
+    try:
+        monkeypatch.setattr(Pipeline, "load_scripts", load_then_lose)
+        with pytest.raises(ScriptsLost):
+            await conn.submit(redis_prefix, to_flowproducer(spec, token), token, marker)
+        assert not await admin.exists(marker_key(redis_prefix, token))
+        monkeypatch.setattr(Pipeline, "load_scripts", load_scripts)
+        assert await conn.submit(redis_prefix, to_flowproducer(spec, token), token, marker)
+        snaps = await conn.snapshots(redis_prefix, plan(spec, token))
+        assert sorted(s.state for s in snaps.values()) == ["waiting", "waiting-children"]
+        added = [
+            f for _, f in await admin.xrange(events_key(redis_prefix, "s")) if f["event"] == "added"
+        ]
+        assert len(added) == 2
+    finally:
+        await conn.close()

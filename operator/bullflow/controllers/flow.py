@@ -14,15 +14,16 @@ from ..config import Settings
 from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
 from ..services.flowstatus import FINISHED_PHASES
-from ..services.flowtree import flow_token, plan, structural_errors
+from ..services.flowtree import PlannedJob, flow_token, plan, structural_errors
 from ..storage.kube import KubeApi, ObjectRef
-from ..storage.redis_jobs import REDIS_ERRORS, SubmissionRejected
+from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
 from .bookkeeping import AfterSubmit, Bookkeeper
 from .connections import ConnectionUnresolved, RedisPool, redacted_url
 from .flow_cleanup import FlowCleanup, TtlTimers, flow_ref, status_of
 from .flow_status import FlowStatusWriter
 from .flow_submission import FlowSubmitter, OnSubmit
 from .queue_workers import QueueWorkers
+from .redis_wait import RedisWait
 from .tracker import TrackedFlow
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class FlowController:
         self.tracker = self.statuses.tracker
         self.submitter = FlowSubmitter(kube, self.statuses, self.phases, self.ttl.schedule)
         self.cleanup = FlowCleanup(pool, self.statuses, self.ttl, self.phases, self.backoff)
+        self.redis_wait = RedisWait(self.reconcile)
         self.bookkeeper = Bookkeeper(kube, FINALIZER)
 
     @property
@@ -91,27 +93,10 @@ class FlowController:
         jobs = plan(spec, token)
         own_events: dict[str, str] | None = None
         if not status.submitted_at:
-            try:
-                submission = await self.submitter.submit(
-                    ref, spec, status, generation, conn, jobs, token
-                )
-                status, own_events = submission.status, submission.own_events
-                if submission.earlier is not None and await self.submitter.adopt(
-                    ref, spec, conn, token, submission, generation
-                ):
-                    self._keep_finalizer(body, spec, status)
-                    return
-            except SubmissionRejected as err:
-                metrics.SUBMISSIONS.labels("rejected").inc()
-                status = await self.statuses.rejected(ref, status, generation, str(err))
-                self._keep_finalizer(body, spec, status)
-                return
-            except REDIS_ERRORS as err:
-                metrics.REDIS_ERRORS.labels("submit").inc()
-                metrics.SUBMISSIONS.labels("error").inc()
-                message = f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}"
-                await self.statuses.not_ready(ref, status, generation, "RedisUnavailable", message)
-                raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
+            submitted = await self._submit_once(body, spec, status, conn, jobs, token)
+            if submitted is None:
+                return  # adopted, rejected, or waiting for Redis
+            status, own_events = submitted
         await self.tracker.track(
             TrackedFlow(
                 ref,
@@ -128,6 +113,44 @@ class FlowController:
             )
         )
         self._keep_finalizer(body, spec, status)
+
+    async def _submit_once(
+        self,
+        body: Any,
+        spec: FlowSpec,
+        status: FlowStatus,
+        conn: BullRedis,
+        jobs: list[PlannedJob],
+        token: str,
+    ) -> tuple[FlowStatus, dict[str, str] | None] | None:
+        """Submit the jobs (once: see FlowSubmitter). Returns the Submitted status and the
+        submission's own events to track, or None when there is nothing to track: an earlier
+        run adopted, the submission refused, or Redis unreachable (the Flow then waits in
+        RedisWait and is reconciled again the moment Redis answers)."""
+        ref = flow_ref(body)
+        generation = body["metadata"].get("generation")
+        try:
+            submission = await self.submitter.submit(
+                ref, spec, status, generation, conn, jobs, token
+            )
+            if submission.earlier is not None and await self.submitter.adopt(
+                ref, spec, conn, token, submission, generation
+            ):
+                self._keep_finalizer(body, spec, submission.status)
+                return None
+            return submission.status, submission.own_events
+        except SubmissionRejected as err:
+            metrics.SUBMISSIONS.labels("rejected").inc()
+            status = await self.statuses.rejected(ref, status, generation, str(err))
+            self._keep_finalizer(body, spec, status)
+            return None
+        except REDIS_ERRORS as err:
+            metrics.REDIS_ERRORS.labels("submit").inc()
+            metrics.SUBMISSIONS.labels("error").inc()
+            message = f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}"
+            self.redis_wait.add(conn, body)
+            await self.statuses.not_ready(ref, status, generation, "RedisUnavailable", message)
+            return None
 
     async def _valid_spec(
         self, body: Any, ref: ObjectRef, status: FlowStatus, generation: int | None
@@ -160,9 +183,11 @@ class FlowController:
             )
 
     async def delete(self, body: Any, retry: int = 0) -> None:
+        self.redis_wait.discard(body["metadata"]["uid"])
         await self.cleanup.delete(body, retry)
 
     async def gone(self, body: Any) -> None:
+        self.redis_wait.discard(body["metadata"]["uid"])
         await self.cleanup.gone(body)
 
     def start(self) -> None:
@@ -171,5 +196,6 @@ class FlowController:
 
     async def close(self) -> None:
         self.ttl.close()
+        await self.redis_wait.close()
         await self.tracker.stop()
         await self.bookkeeper.stop()

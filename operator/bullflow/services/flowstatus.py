@@ -145,8 +145,10 @@ def _ancestors(path: str, stop: str) -> list[str]:
 def _blocking_failure(jobs: list[PlannedJob], states: dict[str, str]) -> PlannedJob | None:
     """The deepest failed child whose failure leaves its (unfailed) parent waiting forever.
 
-    With no failure option BullMQ keeps the parent in waiting-children and emits no event;
-    failParentOnFailure fails the parent too, so the cause is the deepest such job.
+    With no failure option BullMQ keeps the parent in waiting-children and emits no event.
+    A failParentOnFailure child blocks nothing: its parent fails because of it (at once, or
+    after BullMQ 5's scripts moved the parent to wait for a worker to fail it), and the flow's
+    outcome is read from the parent then, the child named as the root cause.
     """
     candidates = [
         j
@@ -154,7 +156,7 @@ def _blocking_failure(jobs: list[PlannedJob], states: dict[str, str]) -> Planned
         if j.parent_path is not None
         and states[j.path] == "failed"
         and not j.tolerates_failure
-        and not (j.fails_parent and states[j.parent_path] == "failed")
+        and not j.fails_parent
     ]
     if not candidates:
         return None

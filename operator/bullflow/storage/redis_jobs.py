@@ -17,6 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
@@ -38,6 +39,18 @@ MAX_JOBS_PER_TRANSACTION = 2000
 
 class SubmissionRejected(Exception):
     """BullMQ's scripts refused some jobs (negative codes); the others were added."""
+
+
+class ScriptsLost(RedisConnectionError):
+    """Redis lost its script cache (it restarted) between redis-py's script check and the
+    transaction, which redis-py re-sent on a new connection: BullMQ's EVALSHAs failed while the
+    marker was set. The marker is taken back and the submission is retried like any other
+    connection error; jobs that did get added are not added twice (BullMQ keeps a job id once)."""
+
+
+# Deletes the marker only if it is still the one this submission wrote. EVAL, not EVALSHA: it
+# runs right after Redis proved it lost its scripts.
+_UNDO_MARKER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
 
 
 @dataclass(frozen=True)
@@ -249,7 +262,14 @@ class BullRedis:
             # A command's error is its flow's alone; an error of the whole transaction
             # (EXECABORT, a lost connection) is raised for every flow in it.
             results = await pipe.execute(raise_on_error=False)
-        return [_outcome(sub, results[a:b]) for sub, (a, b) in zip(subs, spans, strict=True)]
+        outcomes: list[dict[str, str] | Exception] = []
+        for sub, (a, b) in zip(subs, spans, strict=True):
+            if any(isinstance(r, NoScriptError) for r in results[a:b]):
+                await self.client.eval(_UNDO_MARKER, 1, sub.marker_key, sub.marker.to_json())
+                outcomes.append(ScriptsLost("Redis lost its scripts (restarted?) mid-submission"))
+            else:
+                outcomes.append(_outcome(sub, results[a:b]))
+        return outcomes
 
     async def snapshots(self, prefix: str, jobs: list[PlannedJob]) -> dict[str, JobSnapshot]:
         """State, attempts, return value and failure of every job, in one pipeline."""
