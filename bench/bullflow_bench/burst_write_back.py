@@ -32,6 +32,7 @@ async def burst_write_back(env: BenchEnv, prm: Any, *, smoke: bool = False) -> d
     env.start_operator("bwb")
     runs: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
+    latency_by_burst: dict[str, dict[str, float]] = {}
     async with kube_clients(env.cluster.kubeconfig) as (custom, _core):
         for ns, n in zip(spaces, bursts, strict=True):
             prefix = f"bb{n}{short_id()}"
@@ -54,6 +55,7 @@ async def burst_write_back(env: BenchEnv, prm: Any, *, smoke: bool = False) -> d
                 if finished_on.get(j) and j in watcher.job_completed_at
             ]
             lat = summarize(latencies)
+            latency_by_burst[str(n)] = lat
             late = sum(1 for v in latencies if v > LATE_SECONDS)
             runs.append({"flows": n, "measured": len(latencies), "late": late, "latency_s": lat})
             rows += [
@@ -78,7 +80,7 @@ async def burst_write_back(env: BenchEnv, prm: Any, *, smoke: bool = False) -> d
         "status": "ok",
         "params": {"bursts": list(bursts)},
         "runs": runs,
-        "metrics": {},
+        "metrics": {"latency_s_by_burst": latency_by_burst},
         "rows": rows,
         "notes": [
             "One-job Flows created at once (64 requests in flight) while a Python bullflow-worker "
