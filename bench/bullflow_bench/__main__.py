@@ -25,6 +25,7 @@ from typing import Any
 from . import report, scenarios
 from .burst_write_back import burst_write_back
 from .env import BenchEnv, machine_info
+from .faults import faults
 from .pickup import worker_pickup
 from .profile import summarize_profile
 from .scenarios import SMOKE, Params
@@ -38,6 +39,7 @@ ORDER = (
     "many_flows",
     "autoscaling",
     "worker_pickup",
+    "faults",
 )
 
 
@@ -139,6 +141,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         sc = scenarios.autoscaling(env, prm)
                     elif name == "burst_write_back":
                         sc = asyncio.run(burst_write_back(env, prm, smoke=args.smoke))
+                    elif name == "faults":
+                        sc = faults(env, prm, smoke=args.smoke)
                     elif name == "worker_pickup":
                         sc = asyncio.run(worker_pickup(env, prm, smoke=args.smoke))
                     else:
@@ -157,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "autoscaling": "as",
                         "submission": "sub",
                         "worker_pickup": "pickup",
+                        "faults": "faults",
                     }[name]
                     sc["profile"] = summarize_profile(sorted(env.profile_dir.glob(f"{key}-*")))
                 results["scenarios"][name] = sc

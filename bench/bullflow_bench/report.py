@@ -16,6 +16,7 @@ TITLES = {
     "autoscaling": "5. Autoscaling",
     "resource_cost": "6. Resource cost",
     "worker_pickup": "7. Worker pickup",
+    "faults": "8. Faults",
 }
 
 

@@ -21,6 +21,7 @@ SCENARIOS = (
     "autoscaling",
     "resource_cost",
     "worker_pickup",
+    "faults",
 )
 
 
@@ -43,7 +44,7 @@ def test_bench_smoke_writes_every_scenario_with_numbers(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=480,
+        timeout=900,
         check=False,
     )
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"

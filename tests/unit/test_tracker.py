@@ -88,6 +88,11 @@ class StubConn:
     async def stream_tail(self, _key: str) -> str:
         return "1700000000000-0"
 
+    async def run_id(self) -> str:
+        return self.server_run_id
+
+    server_run_id = "first"
+
     async def read_events(self, _streams: dict[str, str], _block_ms: int) -> list[StreamEntry]:
         self.reads += 1
         if not self.script:
@@ -201,3 +206,28 @@ async def test_an_event_read_before_the_first_refresh_makes_it_read_redis():
     tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-9")])  # "completed"
     assert not flow.just_submitted and tracker.dirty == {TOKEN}
     await tracker.stop()
+
+
+async def test_a_redis_restart_the_client_hid_makes_every_flow_be_read_again():
+    """redis-py reconnects and retries by itself: no error reaches the reader, but Redis may
+    have lost the jobs. Its run id tells."""
+    refreshed: list[str] = []
+
+    async def refresh(flow: TrackedFlow) -> Outcome:
+        refreshed.append(flow.token)
+        return Outcome.CURRENT
+
+    now = [100.0]
+    conn = StubConn()
+    tracker = FlowTracker(
+        refresh, patch_interval=0.01, resync_interval=600, block_ms=100, clock=lambda: now[0]
+    )
+    tracker.start()
+    try:
+        await tracker.track(tracked({}, conn))
+        await until(lambda: len(refreshed) == 1 and conn.reads >= 1, "the first refresh")
+        conn.server_run_id = "after-restart"
+        now[0] += 5  # the next check is due
+        await until(lambda: len(refreshed) == 2, "a refresh after the restart was noticed")
+    finally:
+        await tracker.stop()

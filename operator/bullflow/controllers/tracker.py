@@ -38,6 +38,9 @@ WRITE_LOOP_TICK = 0.02
 # Events of flows not tracked yet (read between their submission and track()), kept this many.
 EARLY_EVENTS_KEPT = 50_000
 READER_RETRY_MAX_SECONDS = 1.0
+# How often a reader asks Redis for its run id: a Redis restarted without its data (or with
+# an older snapshot) is noticed within this, even when the client reconnected silently.
+RESTART_CHECK_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -118,6 +121,7 @@ class FlowTracker:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._refreshing: set[asyncio.Task[None]] = set()
+        self._run_ids: dict[str, tuple[str, float]] = {}  # url -> (Redis run id, checked at)
 
     @property
     def dirty(self) -> set[str]:
@@ -196,6 +200,7 @@ class FlowTracker:
         delay = 0.0
         while True:
             try:
+                await self._notice_restart(conn)
                 await self._resolve_positions(conn)
                 streams = self._streams_for(conn.url)
                 if not streams:
@@ -218,6 +223,20 @@ class FlowTracker:
                 self._mark_connection_dirty(conn.url)
                 delay = 0.0
             self._dispatch(conn.url, entries)
+
+    async def _notice_restart(self, conn: BullRedis) -> None:
+        """A restarted Redis may have lost jobs (and their events) with no error on this side:
+        redis-py reconnects and retries on its own. Its run id changes, so every flow of the
+        connection is re-read then (and a lost one ends as JobsLost)."""
+        known = self._run_ids.get(conn.url)
+        now = self._clock()
+        if known is not None and now - known[1] < RESTART_CHECK_SECONDS:
+            return
+        run_id = await conn.run_id()
+        self._run_ids[conn.url] = (run_id, now)
+        if known is not None and known[0] != run_id:
+            log.warning("Redis at %s restarted: re-reading its flows", redacted_url(conn.url))
+            self._mark_connection_dirty(conn.url)
 
     def _dispatch(self, url: str, entries: list[StreamEntry]) -> None:
         positions = self._positions[url]

@@ -362,6 +362,11 @@ class BullRedis:
 
         await self.client.transaction(merge, key)
 
+    async def run_id(self) -> str:
+        """The Redis server's run id: a new one after every restart."""
+        info = await self.client.info("server")
+        return str(info["run_id"])
+
     async def stream_tail(self, key: str) -> str:
         """The id of the newest event, so reading can resume right after it."""
         return _newest_id(await self.client.xrevrange(key, count=1))
