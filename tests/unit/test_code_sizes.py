@@ -3,7 +3,6 @@ unless their docstring says why (`Long because:`). See the script's docstring.""
 
 from __future__ import annotations
 
-import fnmatch
 import importlib.util
 import subprocess
 import sys
@@ -16,15 +15,6 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "hack" / "check_sizes.py"
-
-# Files with violations that are being fixed in another change, each group with its reason.
-# Only these may still violate; everything else must pass (test_sizes below).
-BEING_SPLIT = {
-    "worker-image/ code is another engineer's in this change (build_parser needs a split or "
-    "a `Long because:` line)": [
-        "worker-image/bullflow_worker/cli.py",
-    ],
-}
 
 
 def load_script() -> ModuleType:
@@ -39,26 +29,12 @@ def load_script() -> ModuleType:
 check_sizes = load_script()
 
 
-def pending_reason(path: str) -> str | None:
-    for reason, patterns in BEING_SPLIT.items():
-        if any(fnmatch.fnmatch(path, pattern) for pattern in patterns):
-            return reason
-    return None
-
-
 def test_sizes() -> None:
-    found = [v for v in check_sizes.violations(ROOT) if pending_reason(v.path) is None]
+    found = check_sizes.violations(ROOT)
     assert not found, "\n".join(
         ["too long (split it, or say why on a `Long because:` line of its docstring):"]
         + [str(v) for v in found]
     )
-
-
-@pytest.mark.parametrize("reason", list(BEING_SPLIT), ids=["worker-image"])
-def test_sizes_of_files_being_split(reason: str) -> None:
-    found = [v for v in check_sizes.violations(ROOT) if pending_reason(v.path) == reason]
-    if found:
-        pytest.xfail(f"{reason}: " + "; ".join(str(v) for v in found))
 
 
 def test_the_script_prints_each_violation_and_fails(tmp_path: Path) -> None:

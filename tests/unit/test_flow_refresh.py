@@ -137,6 +137,6 @@ async def test_an_event_that_cannot_be_posted_does_not_undo_the_written_status()
 
 async def test_what_was_read_for_a_flow_deleted_meanwhile_is_not_written():
     controller, kube, _redis, flow = setup({})
-    controller.tracker.forget(flow.token)
+    controller.tracker.untrack(flow.token)
     assert await refresh(controller, flow) is Outcome.GONE
     assert kube.written == [] and kube.events == []

@@ -73,6 +73,11 @@ def _name(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `bullflow-worker` command line.
+
+    Long because: one add_argument per option, each with its help text; split across
+    functions it would read worse, not better.
+    """
     p = _Parser(
         prog=PROG,
         description="Run a BullMQ worker (Python bullmq) for one or more queues.",

@@ -81,7 +81,7 @@ class FlowController:
         token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
         self.phases.set(ref.uid, status.phase)
         if status.phase in FINISHED_PHASES:
-            self.tracker.forget(token)
+            self.tracker.untrack(token)
             self._keep_finalizer(body, spec, status)
             self.ttl.schedule(ref, spec.ttl_seconds_after_finished, status)
             return

@@ -138,7 +138,7 @@ class FlowCleanup:
         status = status_of(body)
         tracked = self.statuses.tracker.flows.get(token)
         if tracked is not None and tracked.ref.uid == ref.uid:
-            self.statuses.tracker.forget(token)
+            self.statuses.tracker.untrack(token)
         if spec.deletion_policy == "Orphan" or annotations.get(FORCE_DELETE_ANNOTATION) == "true":
             return
         try:

@@ -135,7 +135,7 @@ class FlowTracker:
         for key in flow.streams:
             if key not in positions and key in flow.own_events:
                 positions[key] = flow.own_events[key]
-        self.forget(flow.token)
+        self.untrack(flow.token)
         self.flows[flow.token] = flow
         self._watchers.setdefault(flow.conn.url, Counter()).update(flow.streams)
         if flow.conn.url not in self._readers:
@@ -146,7 +146,8 @@ class FlowTracker:
             flow.just_submitted = False
         self.mark_dirty(flow.token)
 
-    def forget(self, token: str) -> None:
+    def untrack(self, token: str) -> None:
+        """Stop following a flow (finished, deleted, or about to be tracked anew)."""
         flow = self.flows.pop(token, None)
         self.schedule.drop(token)
         if flow is not None:
@@ -321,7 +322,7 @@ class FlowTracker:
             if outcome in (Outcome.FINISHED, Outcome.GONE) and (
                 flow is None or self.flows.get(token) is flow
             ):
-                self.forget(token)
+                self.untrack(token)
             self.schedule.done(token, outcome, self._clock())
             if self.schedule.pending():
                 self._wake.set()
