@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     event_block_ms: int = 500
     max_backoff_seconds: float = 300.0
     status_retry_max_seconds: float = Field(
-        default=2.0,
+        default=1.0,
         gt=0,
         description="Longest wait between retries of a failed status read or write (with few "
         "flows failing; with many, retries spread so that they total about 50 per second).",

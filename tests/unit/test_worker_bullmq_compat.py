@@ -17,6 +17,8 @@ from bullmq import Worker
 from bullflow_worker.bullmq_compat import (
     BLOCKING_READ_MARGIN,
     DEFAULT_SOCKET_TIMEOUT,
+    RECONNECT_BACKOFF_CAP,
+    cap_reconnect_backoff,
     fit_blocking_read_timeout,
     longest_block,
 )
@@ -162,3 +164,16 @@ async def test_fit_leaves_a_client_shared_by_the_caller_alone() -> None:
     finally:
         await w.close()
         await client.aclose()
+
+
+async def test_a_lost_redis_is_retried_every_two_seconds_at_most(make_worker):
+    worker = make_worker()
+    clients = [worker.redisConnection.conn, worker.blockingRedisConnection.conn]
+    before = clients[0].get_retry()._backoff.compute(10)
+    assert before > RECONNECT_BACKOFF_CAP  # bullmq's own: up to 20 s between tries
+    assert cap_reconnect_backoff(worker) == 2
+    for client in clients:
+        retry = client.get_retry()
+        assert max(retry._backoff.compute(n) for n in range(1, 200)) <= RECONNECT_BACKOFF_CAP
+        assert retry._retries >= 100
+        assert client.connection_pool.connection_kwargs["retry"] is retry

@@ -10,6 +10,9 @@ import math
 from typing import Any
 
 from bullmq import Worker
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 try:  # redis-py >= 8: 5 s; older redis-py had no read timeout by default (None)
     from redis._defaults import DEFAULT_SOCKET_TIMEOUT
@@ -19,6 +22,10 @@ except ImportError:  # pragma: no cover - redis-py < 8
 # How much longer than the longest BZPOPMIN the blocking connection waits for its reply before
 # it gives the connection up as dead: covers the round trip, a busy Redis and a busy event loop.
 BLOCKING_READ_MARGIN = 10.0
+# A lost Redis is retried at least this often: ioredis (Node BullMQ) reconnects within 2 s.
+RECONNECT_BACKOFF_CAP = 2.0
+# ... for about as long as bullmq's own policy kept retrying (20 tries of up to 20 s).
+RECONNECT_RETRIES = 200
 
 
 def longest_block(worker: Worker) -> float:
@@ -72,3 +79,28 @@ def fit_blocking_read_timeout(worker: Worker, margin: float = BLOCKING_READ_MARG
         if hasattr(conn, "orig_socket_timeout"):
             conn.orig_socket_timeout = needed
     return needed
+
+
+def cap_reconnect_backoff(
+    worker: Worker, cap: float = RECONNECT_BACKOFF_CAP, retries: int = RECONNECT_RETRIES
+) -> int:
+    """Retry a lost Redis every `cap` seconds at most; return how many clients were changed.
+
+    Works around Python bullmq 3.4.4 (`RedisConnection.__init__`, redis_connection.py), which
+    builds its clients with `Retry(ExponentialBackoff(cap=20, base=1), 20)`: after an outage a
+    worker sleeps up to 20 s between tries, so it takes up to 20 s after Redis is back to work
+    again (and 15 s more, `runRetryDelay`, once the 20 tries are spent); jobs wait meanwhile.
+    Node BullMQ (ioredis) reconnects within 2 s. Same errors retried (busy loading, connection,
+    timeout), through redis-py's public `Redis.set_retry`, on both the main and the blocking
+    client; the total time retried stays about bullmq's (minutes), so a worker still gives up
+    on a Redis that never comes back.
+    """
+    changed = 0
+    for connection in (worker.redisConnection, worker.blockingRedisConnection):
+        client: Any = getattr(connection, "conn", None)
+        if client is None:
+            continue
+        backoff = ExponentialBackoff(cap=cap, base=min(0.1, cap))
+        client.set_retry(Retry(backoff, retries, (BusyLoadingError, ConnectionError, TimeoutError)))
+        changed += 1
+    return changed

@@ -17,7 +17,7 @@ from bullmq import Worker
 from bullmq.custom_errors import DelayedError, WaitingChildrenError
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
-from bullflow_worker.bullmq_compat import fit_blocking_read_timeout
+from bullflow_worker.bullmq_compat import cap_reconnect_backoff, fit_blocking_read_timeout
 from bullflow_worker.config import redact_url
 from bullflow_worker.errors import StartupError
 from bullflow_worker.httpserver import HttpServer
@@ -249,6 +249,8 @@ class WorkerApp:
             # Without this an idle worker misses new jobs for up to 20 s (redis-py 8's 5 s
             # read timeout cuts bullmq's 5 s BZPOPMIN short); see bullmq_compat.
             fit_blocking_read_timeout(worker)
+            # Without this it may sleep 20 s after Redis is back (see bullmq_compat).
+            cap_reconnect_backoff(worker)
             self._attach_events(queue, worker)
             self.metrics.register_queue(queue)
             self.workers[queue] = worker

@@ -36,7 +36,7 @@ class RefreshSchedule:
 
     patch_interval: float
     retry_base: float = 0.25
-    retry_max: float = 2.0
+    retry_max: float = 1.0
     retry_rate: float = 50.0
     rng: random.Random = field(default_factory=random.Random)
     dirty: set[str] = field(default_factory=set)

@@ -103,7 +103,7 @@ class FlowTracker:
         resync_interval: float,
         block_ms: int,
         max_concurrent_refreshes: int = 64,
-        retry_max: float = 2.0,
+        retry_max: float = 1.0,
         clock: Clock = time.monotonic,
     ) -> None:
         self._refresh = refresh
