@@ -8,11 +8,13 @@ import time
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..models.workerpool import WorkerPoolSpec
 from ..storage.kube import KubeApi
 from ..storage.queues import queues_without_workers
 from ..storage.redis_jobs import BullRedis
 
 CACHE_SECONDS = 3.0
+DEFAULT_POOL_PREFIX = WorkerPoolSpec.model_fields["prefix"].default
 
 _Key = tuple[str, str, str, str]  # Redis URL, namespace, prefix, queue
 
@@ -51,7 +53,7 @@ class QueueWorkers:
         covered = {
             q
             for p in pools
-            if (p.get("spec") or {}).get("prefix", "bull") == prefix
+            if (p.get("spec") or {}).get("prefix", DEFAULT_POOL_PREFIX) == prefix
             for q in (p.get("spec") or {}).get("queues", [])
         }
         return not await queues_without_workers(conn, prefix, [queue], covered)
