@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis as redis_sync
 from kubernetes import client
 
 from tests.chaos import workload
 from tests.chaos.workload import GROUP, PREFIX, VERSION, Planned
 from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet
+from tests.harness.bullmq_events import added_events
 from tests.harness.cluster import LocalCluster
 from tests.harness.process import ManagedProcess, wait_for
 from tests.harness.redis import RedisServer
@@ -199,22 +199,8 @@ class ChaosRun:
     def added_events(self) -> tuple[Counter[str], Counter[str], int]:
         """Per job id, its `added` and `duplicated` events across the queues' event streams,
         and the longest stream (BullMQ trims them near 10,000 events)."""
-        r = redis_sync.Redis.from_url(self.redis.url, decode_responses=True)
-        added: Counter[str] = Counter()
-        duplicated: Counter[str] = Counter()
-        longest = 0
-        try:
-            for queue in workload.ALL_QUEUES:
-                entries = r.xrange(f"{PREFIX}:{queue}:events")
-                longest = max(longest, len(entries))
-                for _, fields in entries:
-                    if fields.get("event") == "added":
-                        added[fields["jobId"]] += 1
-                    elif fields.get("event") == "duplicated":
-                        duplicated[fields["jobId"]] += 1
-        finally:
-            r.close()
-        return added, duplicated, longest
+        seen = added_events(self.redis.url, PREFIX, workload.ALL_QUEUES)
+        return seen.added, seen.duplicated, seen.longest
 
     def check_added_once(self, row: Row) -> None:
         added, duplicated, longest = self.added_events()

@@ -12,8 +12,9 @@ import redis as redis_sync
 from kubernetes import client
 
 from bullflow import GROUP, VERSION
-from bullflow.storage.redis_jobs import events_key, marker_key
+from bullflow.storage.redis_jobs import marker_key
 from tests.e2e.flows import Flows
+from tests.harness.bullmq_events import added_events
 
 FLOWS = 30
 
@@ -41,21 +42,8 @@ def summing_flow(name: str, prefix: str) -> dict[str, Any]:
 
 
 def added_and_duplicated(url: str, prefix: str) -> tuple[Counter[str], Counter[str]]:
-    """Per job id: its `added` events and its `duplicated` events (BullMQ's answer to a second
-    add of a job id that still exists), across both queues' event streams."""
-    r = redis_sync.Redis.from_url(url, decode_responses=True)
-    added: Counter[str] = Counter()
-    duplicated: Counter[str] = Counter()
-    try:
-        for queue in ("bp", "bc"):
-            for _, fields in r.xrange(events_key(prefix, queue)):
-                if fields.get("event") == "added":
-                    added[fields["jobId"]] += 1
-                elif fields.get("event") == "duplicated":
-                    duplicated[fields["jobId"]] += 1
-    finally:
-        r.close()
-    return added, duplicated
+    seen = added_events(url, prefix, ("bp", "bc"))
+    return seen.added, seen.duplicated
 
 
 def test_flows_created_together_are_each_added_once_and_run_by_node_and_python_workers(

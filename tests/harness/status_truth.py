@@ -63,7 +63,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bullflow.models.flow import FlowSpec
+
+# The operator's settings type and BullMQ's state lists: configuration and identity, not the
+# status logic this checker must not share (it never calls build_status or verdict).
+from bullflow.services.flowstatus import StatusLimits as Limits
 from bullflow.services.flowtree import PlannedJob, flow_token, plan
+from bullflow.storage.redis_jobs import STATE_LISTS
 
 GROUP, VERSION, PLURAL = "bullflow.io", "v1alpha1", "flows"
 TRUNCATED_MARK = "...(truncated)"  # README: values above the limit are cut and marked
@@ -76,16 +81,6 @@ REJECTED_REASONS = ("SubmitRejected", "DuplicateIdempotencyKey")
 # transaction"); not a BullMQ key, so no bullmq getter exists for it.
 MARKER_PREFIX = "bullflow:flow"
 MAX_REPORTED = 40
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The operator's documented defaults (BULLFLOW_MAX_VALUE_BYTES, ..._LISTED_NODES,
-    ..._STATUS_BYTES); pass the ones the operator under test runs with."""
-
-    max_value_bytes: int = 4096
-    max_listed_nodes: int = 200
-    max_status_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -759,16 +754,6 @@ class _GetterReader:
         return _truth_of(job, state, children, ignored)
 
 
-STATE_LISTS = [
-    "completed",
-    "failed",
-    "delayed",
-    "active",
-    "wait",
-    "paused",
-    "waiting-children",
-    "prioritized",
-]
 BATCH_FLOWS = 100
 
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from urllib.parse import urlparse
 
 import pytest
@@ -19,14 +18,7 @@ from bullflow.models.flow import FlowStatus
 from bullflow.services.flowtree import PlannedJob, job_id
 from bullflow.storage.kube import ObjectRef
 from bullflow.storage.redis_jobs import BullRedis, events_key, marker_key
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+from tests.harness.aio import until
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@ the connection answers, not after kopf's growing backoff."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bullflow.controllers.redis_wait import RedisWait
+from tests.harness.aio import until
 
 
 class StubClient:
@@ -33,14 +32,6 @@ class StubConn:
 
 def body(uid: str) -> dict[str, Any]:
     return {"metadata": {"uid": uid, "namespace": "ns", "name": uid}, "spec": {}}
-
-
-async def until(predicate: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_waiting_flows_are_reconciled_once_redis_answers_and_deleted_ones_are_not():

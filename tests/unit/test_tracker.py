@@ -4,10 +4,7 @@ long-lived tasks outliving errors. Waits are on observables with deadlines, neve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from bullflow.controllers.refresh_schedule import Outcome
 from bullflow.controllers.tracker import FlowTracker, TrackedFlow, stream_id
@@ -15,6 +12,7 @@ from bullflow.models.flow import FlowStatus
 from bullflow.services.flowtree import PlannedJob
 from bullflow.storage.kube import ObjectRef
 from bullflow.storage.redis_jobs import StreamEntry
+from tests.harness.aio import until
 
 TOKEN = "0b5c2a3e-1111-4222-8333-444455556666"
 STREAM = "bull:q:events"
@@ -47,14 +45,6 @@ def tracker_with(own_events: dict[str, str], refresh: Any = _current) -> FlowTra
 
 def entry(stream: str, entry_id: str, token: str = TOKEN) -> StreamEntry:
     return StreamEntry(stream, entry_id, {"jobId": f"bf-{token}-0"})
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def test_stream_ids_compare_in_stream_order():

@@ -60,6 +60,19 @@ class StreamEntry:
     fields: dict[str, str]
 
 
+# The lists BullMQ's getState looks a job up in, in its order (Scripts.getState's keys).
+STATE_LISTS = [
+    "completed",
+    "failed",
+    "delayed",
+    "active",
+    "wait",
+    "paused",
+    "waiting-children",
+    "prioritized",
+]
+
+
 def marker_key(prefix: str, token: str) -> str:
     """Written in the same MULTI/EXEC as the jobs: proof that this flow was submitted."""
     return f"{MARKER_PREFIX}:{prefix}:{token}"
@@ -279,18 +292,7 @@ class BullRedis:
             for job in jobs:
                 scripts = producer.scripts(job.queue)
                 if job.queue not in state_keys:
-                    state_keys[job.queue] = scripts.getKeys(
-                        [
-                            "completed",
-                            "failed",
-                            "delayed",
-                            "active",
-                            "wait",
-                            "paused",
-                            "waiting-children",
-                            "prioritized",
-                        ]
-                    )
+                    state_keys[job.queue] = scripts.getKeys(STATE_LISTS)
                 keys = state_keys[job.queue]
                 key = job_key(prefix, job.queue, job.job_id)
                 await scripts.commands["getStateV2"](keys=keys, args=[job.job_id, key], client=pipe)
