@@ -18,29 +18,51 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from . import report, scenarios
+from . import report
+from .autoscaling import autoscaling
 from .burst_write_back import burst_write_back
 from .env import BenchEnv, machine_info
 from .faults import faults
+from .large_flow import large_flow
+from .many_flows import many_flows
+from .params import SMOKE, Params
 from .pickup import worker_pickup
 from .profile import summarize_profile
-from .scenarios import SMOKE, Params
+from .resource_cost import resource_cost
+from .submission import submission
+from .write_back import write_back
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = (
-    "submission",
-    "write_back",
-    "burst_write_back",
-    "large_flow",
-    "many_flows",
-    "autoscaling",
-    "worker_pickup",
-    "faults",
-)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """How to run one scenario: `run(env, prm)`, awaited when `is_async`, given `smoke=` when
+    `takes_smoke`; `profile` is the name its operators' py-spy recordings start with."""
+
+    run: Callable[..., Any]
+    is_async: bool
+    takes_smoke: bool
+    profile: str
+
+
+# In the order they run. resource_cost is not here: it is computed from the others' results.
+SCENARIOS = {
+    "submission": Scenario(submission, is_async=True, takes_smoke=False, profile="sub"),
+    "write_back": Scenario(write_back, is_async=True, takes_smoke=False, profile="wb"),
+    "burst_write_back": Scenario(burst_write_back, is_async=True, takes_smoke=True, profile="bwb"),
+    "large_flow": Scenario(large_flow, is_async=True, takes_smoke=False, profile="large"),
+    "many_flows": Scenario(many_flows, is_async=True, takes_smoke=False, profile="many"),
+    "autoscaling": Scenario(autoscaling, is_async=False, takes_smoke=False, profile="as"),
+    "worker_pickup": Scenario(worker_pickup, is_async=True, takes_smoke=True, profile="pickup"),
+    "faults": Scenario(faults, is_async=False, takes_smoke=True, profile="faults"),
+}
+ORDER = tuple(SCENARIOS)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -132,55 +154,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.profile:
                 env.profile_dir = workdir / "profiles"
             for name in ORDER:
-                if name not in wanted:
-                    continue
-                t0 = time.monotonic()
-                print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-                try:
-                    if name == "autoscaling":
-                        sc = scenarios.autoscaling(env, prm)
-                    elif name == "burst_write_back":
-                        sc = asyncio.run(burst_write_back(env, prm, smoke=args.smoke))
-                    elif name == "faults":
-                        sc = faults(env, prm, smoke=args.smoke)
-                    elif name == "worker_pickup":
-                        sc = asyncio.run(worker_pickup(env, prm, smoke=args.smoke))
-                    else:
-                        sc = asyncio.run(getattr(scenarios, name)(env, prm))
-                except Exception as err:
-                    traceback.print_exc()
-                    sc = {"status": "error", "reason": f"{type(err).__name__}: {err}", "rows": []}
-                    env.stop_operator()
-                sc["seconds"] = time.monotonic() - t0
-                if env.profile_dir is not None:
-                    key = {
-                        "write_back": "wb",
-                        "burst_write_back": "bwb",
-                        "large_flow": "large",
-                        "many_flows": "many",
-                        "autoscaling": "as",
-                        "submission": "sub",
-                        "worker_pickup": "pickup",
-                        "faults": "faults",
-                    }[name]
-                    sc["profile"] = summarize_profile(sorted(env.profile_dir.glob(f"{key}-*")))
-                results["scenarios"][name] = sc
-                print(
-                    f"[bench] {name}: {sc['status']} in {sc['seconds']:.0f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                if name in wanted:
+                    results["scenarios"][name] = run_one(name, env, prm, smoke=args.smoke)
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     sub = results["scenarios"].get("submission", {"status": "skipped"})
     many = results["scenarios"].get("many_flows")
-    results["scenarios"]["resource_cost"] = scenarios.resource_cost(sub, many)
+    results["scenarios"]["resource_cost"] = resource_cost(sub, many)
     node = [r.get("node_bullmq") for r in sub.get("runs", []) if r.get("node_bullmq")]
     results["versions"]["node_bullmq"] = node[0] if node else None
     results["machine"]["load_avg_end"] = list(os.getloadavg())
     results["total_seconds"] = time.monotonic() - start
     return results
+
+
+def run_one(name: str, env: BenchEnv, prm: Params, *, smoke: bool) -> dict[str, Any]:
+    """One scenario's results, {"status": "error", ...} when it raised; with its duration and,
+    under --profile, where its operators' CPU went."""
+    scenario = SCENARIOS[name]
+    t0 = time.monotonic()
+    print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+    try:
+        out = scenario.run(env, prm, **({"smoke": smoke} if scenario.takes_smoke else {}))
+        sc = asyncio.run(out) if scenario.is_async else out
+    except Exception as err:
+        traceback.print_exc()
+        sc = {"status": "error", "reason": f"{type(err).__name__}: {err}", "rows": []}
+        env.stop_operator()
+    sc["seconds"] = time.monotonic() - t0
+    if env.profile_dir is not None:
+        profiles = sorted(env.profile_dir.glob(f"{scenario.profile}-*"))
+        sc["profile"] = summarize_profile(profiles)
+    print(f"[bench] {name}: {sc['status']} in {sc['seconds']:.0f} s", file=sys.stderr, flush=True)
+    return sc
 
 
 def _git_head() -> str:

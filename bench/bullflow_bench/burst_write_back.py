@@ -11,7 +11,7 @@ from typing import Any
 
 from .common import create_flows, flow_doc, hash_field, short_id
 from .env import BenchEnv, FlowWatcher, kube_clients
-from .scenarios import row
+from .rows import row
 from .stats import summarize
 
 QUEUE = "bwb"

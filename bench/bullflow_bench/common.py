@@ -15,9 +15,11 @@ from bullmq import FlowProducer
 
 from bullflow import GROUP, VERSION
 
-from .env import NODE_BASELINE
+from .env import NODE_BASELINE, ROOT
 
 API_VERSION = f"{GROUP}/{VERSION}"
+# The environment of worker processes that import from this checkout (e.g. bench's processors).
+PY_ENV = {"PYTHONPATH": str(ROOT)}
 
 
 def short_id() -> str:

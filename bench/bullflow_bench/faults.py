@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from .env import ROOT, BenchEnv
-from .scenarios import row
+from .rows import row
 
 SMOKE_STEPS = "baseline or burst_of_50"
 TARGET_SECONDS = 2.0

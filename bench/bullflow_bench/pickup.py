@@ -68,7 +68,7 @@ async def worker_pickup(env: Any, prm: Any, *, smoke: bool = False) -> dict[str,
     from bullflow.storage.redis_jobs import BullRedis
     from tests.harness.process import ManagedProcess
 
-    from .scenarios import row
+    from .rows import row
     from .stats import summarize
 
     prefix = f"pk{uuid.uuid4().hex[:6]}"

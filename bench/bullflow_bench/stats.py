@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -47,3 +48,8 @@ def ratio(a: float, b: float) -> float:
     if not b or math.isnan(a) or math.isnan(b):
         return math.nan
     return a / b
+
+
+def over_runs(runs: Iterable[dict[str, Any]], key: str) -> dict[str, float]:
+    """The summary of one number of every run (the runs' median is its p50)."""
+    return summarize(run[key] for run in runs)
