@@ -175,6 +175,7 @@ def test_kopf_settings_bullflow_sets_exist() -> None:
         "watching.chunk_size",
         "queueing.worker_limit",
         "queueing.idle_timeout",
+        "networking.error_backoffs",
         "peering.lifetime",
     ):
         obj: Any = settings
