@@ -120,19 +120,28 @@ class ChaosRun:
 
     @contextlib.contextmanager
     def step(
-        self, fault: str, *, operator_restarts: bool = False, settle_seconds: float = 0.0
+        self,
+        fault: str,
+        *,
+        operator_restarts: bool = False,
+        settle_seconds: float = 0.0,
+        fresh_watch: bool = False,
     ) -> Iterator[Row]:
         """`with run.step("...") as row:` apply the fault inside (the block returns once both
         sides are reachable again, setting row.down_seconds); afterwards: every status matches
         Redis within DEADLINE (timed), no job was added twice, the operator did not restart
         (unless the fault restarted it) and answers its liveness probe. `settle_seconds`: extra
         time BullMQ itself needs to finish the flows after this fault (its stalled-job check);
-        the status must still be true within DEADLINE of the last job change."""
+        the status must still be true within DEADLINE of the last job change. `fresh_watch`:
+        the checker lists and watches anew once the fault is over (the API server restarted:
+        its own requests from the outage may be answered late)."""
         row = Row(fault)
         self.rows.append(row)
         try:
             yield row
             fault_end = time.time()
+            if fresh_watch:
+                self.cache.restart()
             self.revive_workers(row)
             conv = self.converge(row, fault_end, settle_seconds)
             row.since_fault_end = round(conv.seconds, 3)

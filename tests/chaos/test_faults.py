@@ -98,7 +98,7 @@ def test_05_operator_sigkilled(chaos: ChaosRun) -> None:
 
 
 def test_06_kube_apiserver_down_15s(chaos: ChaosRun) -> None:
-    with chaos.step("kube-apiserver down 15 s") as row:
+    with chaos.step("kube-apiserver down 15 s", fresh_watch=True) as row:
         planned = chaos.batch("api", slow=3)
         started = time.time()
         chaos.cluster.stop_component("kube-apiserver", timeout=3)
@@ -110,7 +110,7 @@ def test_06_kube_apiserver_down_15s(chaos: ChaosRun) -> None:
 
 
 def test_07_etcd_restarted(chaos: ChaosRun) -> None:
-    with chaos.step("etcd restarted") as row:
+    with chaos.step("etcd restarted", fresh_watch=True) as row:
         chaos.batch("etcd", slow=2)
         started = time.time()
         chaos.cluster.restart_component("etcd", stop_timeout=3)

@@ -443,10 +443,14 @@ class FlowCache:
         self._synced: set[str] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._generation = 0
 
     def start(self, timeout: float = 30) -> FlowCache:
+        generation = self._generation
         for ns in self.namespaces:
-            thread = threading.Thread(target=self._run, args=(ns,), daemon=True, name=f"flows-{ns}")
+            thread = threading.Thread(
+                target=self._run, args=(ns, generation), daemon=True, name=f"flows-{ns}"
+            )
             thread.start()
             self._threads.append(thread)
         deadline = time.monotonic() + timeout
@@ -459,6 +463,15 @@ class FlowCache:
     def stop(self) -> None:
         self._stop.set()
 
+    def restart(self, timeout: float = 30) -> FlowCache:
+        """List and watch anew from new threads (the old ones stop at their next step): a
+        request sent while the API server was starting may be answered seconds late, and the
+        versions it holds back would be timed as the operator's."""
+        with self._lock:
+            self._generation += 1
+            self._synced.clear()
+        return self.start(timeout)
+
     def snapshot(self) -> list[tuple[dict[str, Any], float]]:
         with self._lock:
             return [
@@ -467,25 +480,25 @@ class FlowCache:
                 if not flow["metadata"].get("deletionTimestamp")
             ]
 
-    def _run(self, ns: str) -> None:
+    def _run(self, ns: str, generation: int) -> None:
         from kubernetes import client, watch
 
         custom: Any = client.CustomObjectsApi(self.api_client)
-        while not self._stop.is_set():
+        while not self._stop.is_set() and generation == self._generation:
             try:
                 listing = custom.list_namespaced_custom_object(
                     GROUP, VERSION, ns, PLURAL, _request_timeout=30
                 )
                 now = time.time()
                 with self._lock:
+                    if generation != self._generation:
+                        return
                     old = {k: v for k, v in self._flows.items() if k.startswith(f"{ns}/")}
                     for key in old:
                         del self._flows[key]
                     for item in listing["items"]:
                         key = _key(item)
-                        before = old.get(key)
-                        same = before is not None and _rv(before[0]) == _rv(item)
-                        self._flows[key] = (item, before[1] if same and before else now)
+                        self._flows[key] = (item, _arrival(old.get(key), item, now))
                 self._synced.add(ns)
                 rv = listing["metadata"]["resourceVersion"]
                 stream = watch.Watch().stream(
@@ -499,7 +512,7 @@ class FlowCache:
                     _request_timeout=90,
                 )
                 for event in stream:
-                    if self._stop.is_set():
+                    if self._stop.is_set() or generation != self._generation:
                         return
                     kind, obj = event["type"], event["object"]
                     if kind == "ERROR" or not isinstance(obj, dict):
@@ -508,13 +521,22 @@ class FlowCache:
                         if kind == "DELETED":
                             self._flows.pop(_key(obj), None)
                         elif kind in ("ADDED", "MODIFIED"):
-                            self._flows[_key(obj)] = (obj, time.time())
+                            key = _key(obj)
+                            arrival = _arrival(self._flows.get(key), obj, time.time())
+                            self._flows[key] = (obj, arrival)
             except Exception:
                 self._stop.wait(0.2)
 
 
-def _rv(flow: dict[str, Any]) -> str:
-    return str(flow["metadata"].get("resourceVersion"))
+def _arrival(
+    before: tuple[dict[str, Any], float] | None, now_seen: dict[str, Any], now: float
+) -> float:
+    """When the status now seen first arrived: a new version that changed only metadata (a
+    finalizer, an annotation) keeps the arrival of the status it carries, so convergence is
+    timed by the status, not by unrelated writes."""
+    if before is not None and before[0].get("status") == now_seen.get("status"):
+        return before[1]
+    return now
 
 
 class StatusTruthChecker:
@@ -624,13 +646,13 @@ class StatusTruthChecker:
             report = self.check(excluded)
             done = not report.mismatches and (report.settled or not settled)
             if done and self.cache is not None:
-                # The watch's versions agree: confirm with a LIST (nothing newer disagrees),
-                # but time it by the versions' arrival.
+                # The watch's versions agree: confirm with a LIST (nothing newer disagrees).
                 confirm = self.check(excluded, listed=True)
                 done = not confirm.mismatches and (confirm.settled or not settled)
-                true_at = max(report.newest_arrival, since)
-            else:
-                true_at = report.listed_at
+            # Timed by the first clean round's snapshot (an upper bound, within one round of
+            # the truth), not by the newest version's arrival: a later write that changes
+            # nothing compared (a condition's time, a finalizer) must not count.
+            true_at = max(report.listed_at, since)
             if done:
                 changed = max(since, report.last_change_ms / 1000)
                 return Convergence(
