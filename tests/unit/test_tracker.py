@@ -4,6 +4,7 @@ long-lived tasks outliving errors. Waits are on observables with deadlines, neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from bullflow.controllers.refresh_schedule import Outcome
@@ -221,3 +222,22 @@ async def test_a_redis_restart_the_client_hid_makes_every_flow_be_read_again():
         await until(lambda: len(refreshed) == 2, "a refresh after the restart was noticed")
     finally:
         await tracker.stop()
+
+
+async def test_the_reader_stops_even_when_a_library_swallows_its_cancellation():
+    """redis-py can catch a cancellation inside a command and return (or raise its own
+    error): the reader must still stop, or the operator's shutdown waits forever."""
+
+    class Swallowing(StubConn):
+        async def run_id(self) -> str:
+            with contextlib.suppress(asyncio.CancelledError):  # what a library may do
+                await asyncio.sleep(0.05)
+            return "same"
+
+    conn = Swallowing()
+    tracker = FlowTracker(_current, patch_interval=0.05, resync_interval=600, block_ms=100)
+    tracker.start()
+    await tracker.track(tracked({}, conn))
+    tracker.untrack(TOKEN)  # no stream left: the reader idles in its loop
+    await asyncio.sleep(0.2)
+    await asyncio.wait_for(tracker.stop(), 10)

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from .. import metrics
+from ..cancellation import raise_if_cancelling
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,13 @@ class Bookkeeper:
 
     async def _work(self) -> None:
         while True:
+            raise_if_cancelling()  # a library may have swallowed the cancellation
             item = await self._queue.get()
             try:
                 await self._apply(item)
                 self._pending.discard(item.ref.uid)
             except Exception as err:  # a worker must outlive any error
+                raise_if_cancelling()
                 metrics.TASK_FAILURES.labels("finalizer").inc()
                 self._retry_later(item, err)
             finally:

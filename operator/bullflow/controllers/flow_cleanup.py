@@ -13,6 +13,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import metrics
+from ..cancellation import raise_if_cancelling
 from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
 from ..services.flowstatus import FINISHED_PHASES
@@ -67,10 +68,12 @@ class TtlTimers:
         log.info("deleting finished flow %s/%s (ttlSecondsAfterFinished)", ref.namespace, ref.name)
         attempt = 0
         while True:
+            raise_if_cancelling()  # a library may have swallowed the cancellation
             try:
                 await self.kube.delete(ref)
                 break
             except Exception as err:  # the timer must outlive any error
+                raise_if_cancelling()
                 metrics.TASK_FAILURES.labels("ttl-delete").inc()
                 delay = self.backoff(attempt)
                 log.warning(

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import metrics
+from ..cancellation import raise_if_cancelling
 from ..storage.redis_jobs import BullRedis
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,12 @@ class RedisWait:
     async def _probe(self, conn: BullRedis) -> None:
         delay = 0.1
         while self._waiting.get(conn.url):
+            raise_if_cancelling()  # a library may have swallowed the cancellation
             await asyncio.sleep(delay)
             try:
                 await conn.client.ping()
             except Exception:  # still down (or refusing): ask again, at most every probe_max s
+                raise_if_cancelling()
                 delay = min(delay * 2, self.probe_max)
                 continue
             bodies = self._waiting.pop(conn.url, {})
@@ -60,6 +63,7 @@ class RedisWait:
                 try:
                     await self.reconcile(body)  # adds it back if Redis failed again
                 except Exception as err:  # one flow's trouble stops no other
+                    raise_if_cancelling()
                     metrics.TASK_FAILURES.labels("redis-wait").inc()
                     meta = body["metadata"]
                     log.warning(

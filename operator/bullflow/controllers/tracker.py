@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
 
 from .. import metrics
+from ..cancellation import raise_if_cancelling
 from ..models.flow import FlowStatus
 from ..services.flowtree import PlannedJob, parse_job_id
 from ..storage.kube import ObjectRef
@@ -200,6 +201,7 @@ class FlowTracker:
         reads again (states may have moved unseen)."""
         delay = 0.0
         while True:
+            raise_if_cancelling()  # a library may have swallowed the cancellation
             try:
                 await self._notice_restart(conn)
                 await self._resolve_positions(conn)
@@ -209,6 +211,7 @@ class FlowTracker:
                     continue
                 entries = await conn.read_events(streams, self.block_ms)
             except Exception as err:  # the reader must outlive any error
+                raise_if_cancelling()
                 metrics.TASK_FAILURES.labels("events-reader").inc()
                 if not delay:
                     log.warning(
@@ -278,6 +281,7 @@ class FlowTracker:
         bounded by the semaphore, never waiting for a whole round to finish; a new flow's first
         status goes out at once. Survives any error."""
         while True:
+            raise_if_cancelling()  # a library may have swallowed the cancellation
             try:
                 await self._wake.wait()
                 self._wake.clear()
@@ -291,6 +295,7 @@ class FlowTracker:
                     asyncio.get_running_loop().call_later(next_due - now, self._wake.set)
                 await asyncio.sleep(WRITE_LOOP_TICK)
             except Exception:  # the status writer must outlive any error
+                raise_if_cancelling()
                 metrics.TASK_FAILURES.labels("status-writer").inc()
                 log.exception("the status write loop failed; carrying on")
                 self._wake.set()
@@ -308,6 +313,7 @@ class FlowTracker:
                 try:
                     outcome = await self._refresh(flow)
                 except Exception as err:  # one flow's trouble stops no other
+                    raise_if_cancelling()
                     metrics.TASK_FAILURES.labels("status-refresh").inc()
                     if not flow.failing:
                         log.exception(
@@ -329,6 +335,7 @@ class FlowTracker:
 
     async def _resync_loop(self) -> None:
         while True:
+            raise_if_cancelling()  # a library may have swallowed the cancellation
             await asyncio.sleep(self.resync_interval)
             for token in list(self.flows):
                 self.mark_dirty(token)

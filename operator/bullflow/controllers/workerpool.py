@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import metrics
+from ..cancellation import raise_if_cancelling
 from ..config import Settings
 from ..models.workerpool import WorkerPoolSpec
 from ..redaction import describe_error, scrub
@@ -107,6 +108,7 @@ class WorkerPoolController:
         failures = 0  # turns failed in a row
         try:
             while not stopped:
+                raise_if_cancelling()  # a library may have swallowed the cancellation
                 state.wake.clear()
                 started = time.monotonic()
                 try:
@@ -115,6 +117,7 @@ class WorkerPoolController:
                 except asyncio.CancelledError:
                     raise
                 except Exception as err:  # the loop must outlive any error
+                    raise_if_cancelling()
                     failures += 1
                     sleep = failure_backoff(failures)
                     await self._turn_failed(state, body, err, failures, sleep)

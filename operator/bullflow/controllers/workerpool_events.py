@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from .. import metrics
+from ..cancellation import raise_if_cancelling
 from ..models.workerpool import WorkerPoolSpec
 from ..redaction import describe_error
 from ..storage.kube import ObjectRef
@@ -48,6 +49,7 @@ class NewWorkWatch:
     async def _follow(self, reader: QueueReader, prefix: str, queues: list[str]) -> None:
         streams: dict[str, str] | None = None
         while True:
+            raise_if_cancelling()  # a library may have swallowed the cancellation
             try:
                 if streams is None:
                     streams = await reader.stream_tails(prefix, queues)
@@ -60,6 +62,7 @@ class NewWorkWatch:
                 streams = None  # resume from the tail; the poll recounts the backlog anyway
                 await asyncio.sleep(1.0)
             except Exception as err:  # the follower must outlive any error
+                raise_if_cancelling()
                 metrics.TASK_FAILURES.labels("workerpool-events").inc()
                 log.warning(
                     "WorkerPool %s/%s: following the queues' events failed, retrying: %s",
