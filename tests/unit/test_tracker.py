@@ -44,8 +44,8 @@ def tracker_with(own_events: dict[str, str], refresh: Any = _current) -> FlowTra
     return tracker
 
 
-def entry(stream: str, entry_id: str, token: str = TOKEN) -> StreamEntry:
-    return StreamEntry(stream, entry_id, {"jobId": f"bf-{token}-0"})
+def entry(stream: str, entry_id: str, token: str = TOKEN, event: str = "added") -> StreamEntry:
+    return StreamEntry(stream, entry_id, {"event": event, "jobId": f"bf-{token}-0"})
 
 
 def test_stream_ids_compare_in_stream_order():
@@ -61,6 +61,15 @@ def test_only_events_after_the_submission_count():
     assert not tracker._own_event(TOKEN, entry(STREAM, "1700000000000-6"))
     assert not tracker._own_event(TOKEN, entry("bull:other:events", "1600000000000-0"))
     assert not tracker._own_event("gone", entry(STREAM, "1600000000000-0"))
+
+
+def test_a_worker_s_move_is_never_the_submission_s_own_even_before_its_tail():
+    """redis-py re-sent a transaction whose first run had added the jobs: workers moved them
+    before the tail taken by the second run. Those moves must count."""
+    tracker = tracker_with({STREAM: "1700000000000-50"})
+    assert not tracker._own_event(TOKEN, entry(STREAM, "1700000000000-7", event="active"))
+    assert not tracker._own_event(TOKEN, entry(STREAM, "1700000000000-8", event="completed"))
+    assert tracker._own_event(TOKEN, entry(STREAM, "1700000000000-9", event="duplicated"))
 
 
 def test_a_flow_read_for_real_counts_every_event():
@@ -100,7 +109,7 @@ async def test_an_event_read_before_its_flow_is_tracked_makes_the_first_refresh_
     past that event for another flow on the same queue) must not drop it."""
     tracker = FlowTracker(_current, patch_interval=0.1, resync_interval=600, block_ms=100)
     tracker._positions[StubConn.url] = {STREAM: "1700000000000-0"}
-    tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-9")])  # "completed"
+    tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-9", event="completed")])
     flow = tracked({STREAM: "1700000000000-5"}, StubConn())
     flow.just_submitted = True
     await tracker.track(flow)
@@ -194,7 +203,7 @@ async def test_an_event_read_before_the_first_refresh_makes_it_read_redis():
     await tracker.track(flow)
     tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-5")])  # its own "added"
     assert flow.just_submitted
-    tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-9")])  # "completed"
+    tracker._dispatch(StubConn.url, [entry(STREAM, "1700000000000-9", event="completed")])
     assert not flow.just_submitted and tracker.dirty == {TOKEN}
     await tracker.stop()
 

@@ -91,6 +91,17 @@ def stream_id(value: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+# The events BullMQ's add scripts write (addStandardJob, addParentJob, addDelayedJob,
+# addPrioritizedJob, and the duplicated answer to an existing job id).
+SUBMISSION_EVENTS = frozenset(
+    {"added", "waiting", "waiting-children", "delayed", "prioritized", "duplicated"}
+)
+
+
+def _is_submission_event(entry: StreamEntry) -> bool:
+    return entry.fields.get("event") in SUBMISSION_EVENTS
+
+
 RefreshFn = Callable[[TrackedFlow], Awaitable[Outcome]]
 Clock = Callable[[], float]
 
@@ -116,7 +127,7 @@ class FlowTracker:
         self._positions: dict[str, dict[str, str]] = {}  # url -> stream key -> last id
         self._watchers: dict[str, Counter[str]] = {}  # url -> stream key -> live flows using it
         # token -> {stream: newest id} of events read while the token's flow was not tracked
-        self._early: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._early: OrderedDict[str, dict[str, StreamEntry]] = OrderedDict()
         self._limit = asyncio.Semaphore(max_concurrent_refreshes)
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -142,7 +153,7 @@ class FlowTracker:
         if flow.conn.url not in self._readers:
             self._readers[flow.conn.url] = asyncio.create_task(self._read_events(flow.conn))
         early = self._early.pop(flow.token, {})
-        if any(not self._own_event(flow.token, StreamEntry(k, i, {})) for k, i in early.items()):
+        if any(not self._own_event(flow.token, entry) for entry in early.values()):
             # Its jobs moved before it was tracked (a fast worker): read them for real.
             flow.just_submitted = False
         self.mark_dirty(flow.token)
@@ -261,15 +272,28 @@ class FlowTracker:
                 self._remember_early(token, entry)
 
     def _remember_early(self, token: str, entry: StreamEntry) -> None:
-        self._early.setdefault(token, {})[entry.stream] = entry.entry_id
+        """Per stream, the event that decides whether the flow moved: a job's own move
+        (active, completed...) once one was seen, else the newest."""
+        kept = self._early.setdefault(token, {})
+        before = kept.get(entry.stream)
+        if before is None or _is_submission_event(before):
+            kept[entry.stream] = entry
         self._early.move_to_end(token)
         while len(self._early) > EARLY_EVENTS_KEPT:
             self._early.popitem(last=False)
 
     def _own_event(self, token: str, entry: StreamEntry) -> bool:
+        """An event the flow's own submission wrote: of a kind a submission writes, at or
+        before the stream's tail right after it. Only adds write those kinds: a redis-py retry
+        that re-sent the transaction (its first run having added the jobs) leaves a later
+        tail, and the moves workers made meanwhile must still count."""
         flow = self.flows.get(token)
         own = flow.own_events.get(entry.stream) if flow is not None else None
-        return own is not None and stream_id(entry.entry_id) <= stream_id(own)
+        return (
+            own is not None
+            and _is_submission_event(entry)
+            and stream_id(entry.entry_id) <= stream_id(own)
+        )
 
     def _mark_connection_dirty(self, url: str) -> None:
         for token, flow in self.flows.items():
