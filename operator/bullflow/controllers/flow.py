@@ -148,6 +148,9 @@ class FlowController:
             metrics.REDIS_ERRORS.labels("submit").inc()
             metrics.SUBMISSIONS.labels("error").inc()
             message = f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}"
+            log.warning(
+                "flow %s/%s waits for Redis to be submitted: %s", ref.namespace, ref.name, message
+            )
             self.redis_wait.add(conn, body)
             await self.statuses.not_ready(ref, status, generation, "RedisUnavailable", message)
             return None

@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import metrics
 from ..cancellation import raise_if_cancelling
+from ..redaction import redacted_url
 from ..storage.redis_jobs import BullRedis
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,11 @@ class RedisWait:
                 delay = min(delay * 2, self.probe_max)
                 continue
             bodies = self._waiting.pop(conn.url, {})
-            log.info("Redis at %s answers again: submitting %d flow(s)", conn.url, len(bodies))
+            log.info(
+                "Redis at %s answers again: submitting %d flow(s)",
+                redacted_url(conn.url),
+                len(bodies),
+            )
             for body in bodies.values():
                 try:
                     await self.reconcile(body)  # adds it back if Redis failed again
