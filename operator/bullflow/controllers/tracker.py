@@ -22,16 +22,16 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import InitVar, dataclass, field
 
 from .. import metrics
 from ..cancellation import raise_if_cancelling
-from ..models.flow import FlowStatus
-from ..services.flowtree import PlannedJob, parse_job_id
-from ..storage.kube import ObjectRef
+from ..services.flowtree import parse_job_id
 from ..storage.redis_jobs import BullRedis, StreamEntry, events_key
 from .connections import redacted_url
 from .refresh_schedule import Outcome, RefreshSchedule
+from .tracked_flow import TrackedFlow, is_submission_event, stream_id
+
+__all__ = ["FlowTracker", "TrackedFlow", "stream_id"]
 
 log = logging.getLogger(__name__)
 # The write loop's shortest pause: marks that arrive together are handled together.
@@ -42,64 +42,6 @@ READER_RETRY_MAX_SECONDS = 1.0
 # How often a reader asks Redis for its run id: a Redis restarted without its data (or with
 # an older snapshot) is noticed within this, even when the client reconnected silently.
 RESTART_CHECK_SECONDS = 1.0
-
-
-@dataclass(slots=True)
-class TrackedFlow:
-    ref: ObjectRef
-    conn: BullRedis
-    prefix: str
-    jobs: list[PlannedJob]
-    generation: int | None
-    initial_status: InitVar[FlowStatus]
-    ttl_seconds: int | None = None
-    token: str = ""  # what job ids derive from: the uid, or the idempotency key's digest
-    keeps_outcome: bool = False  # record the final status in the marker (idempotencyKey)
-    # Submitted by this very reconcile: the first status is built from the states the submission
-    # left (flowstatus.just_submitted); the jobs are read for real once an event after
-    # `own_events`, or the resync, marks the flow dirty.
-    just_submitted: bool = False
-    # {events stream: last id} right after the submission transaction: the events at or before
-    # it are the submission's own ("added", "waiting"...), already in the first status.
-    own_events: dict[str, str] = field(default_factory=dict)
-    streams: list[str] = field(default_factory=list)
-    # Byte budget of this flow's status when the API server refused a bigger object (the spec
-    # shares etcd's size limit with the status); None: the operator's budget.
-    status_budget: int | None = None
-    failing: bool = False  # the last refresh failed: logged once per streak, not per attempt
-    # The status the API server last took (the written state; what Redis says is the desired
-    # one), as JSON: thousands of live flows stay cheap in memory (a parsed
-    # FlowStatus weighs several times more).
-    _status_json: bytes = b""
-
-    def __post_init__(self, initial_status: FlowStatus) -> None:
-        self.token = self.token or self.ref.uid
-        self.status = initial_status
-
-    @property
-    def status(self) -> FlowStatus:
-        return FlowStatus.model_validate_json(self._status_json)
-
-    @status.setter
-    def status(self, value: FlowStatus) -> None:
-        self._status_json = value.model_dump_json(by_alias=True).encode()
-
-
-def stream_id(value: str) -> tuple[int, int]:
-    """A Redis stream entry id ("<ms>-<seq>") in its order."""
-    ms, _, seq = value.partition("-")
-    return int(ms), int(seq or 0)
-
-
-# The events BullMQ's add scripts write (addStandardJob, addParentJob, addDelayedJob,
-# addPrioritizedJob, and the duplicated answer to an existing job id).
-SUBMISSION_EVENTS = frozenset(
-    {"added", "waiting", "waiting-children", "delayed", "prioritized", "duplicated"}
-)
-
-
-def _is_submission_event(entry: StreamEntry) -> bool:
-    return entry.fields.get("event") in SUBMISSION_EVENTS
 
 
 RefreshFn = Callable[[TrackedFlow], Awaitable[Outcome]]
@@ -276,7 +218,7 @@ class FlowTracker:
         (active, completed...) once one was seen, else the newest."""
         kept = self._early.setdefault(token, {})
         before = kept.get(entry.stream)
-        if before is None or _is_submission_event(before):
+        if before is None or is_submission_event(before):
             kept[entry.stream] = entry
         self._early.move_to_end(token)
         while len(self._early) > EARLY_EVENTS_KEPT:
@@ -291,7 +233,7 @@ class FlowTracker:
         own = flow.own_events.get(entry.stream) if flow is not None else None
         return (
             own is not None
-            and _is_submission_event(entry)
+            and is_submission_event(entry)
             and stream_id(entry.entry_id) <= stream_id(own)
         )
 
