@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from kubernetes import client
 
 from tests.chaos import workload
 from tests.chaos.workload import GROUP, PREFIX, VERSION, Planned
-from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet
+from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet, http_ok
 from tests.harness.bullmq_events import added_events
 from tests.harness.cluster import LocalCluster
 from tests.harness.process import ManagedProcess, wait_for
@@ -242,7 +241,9 @@ class ChaosRun:
         else:
             assert self.operator.starts == self.operator_starts, "the operator was restarted"
             assert proc.pid == self.operator_pid, f"operator pid {self.operator_pid} -> {proc.pid}"
-        assert _http_ok(self.liveness_url()), "the operator's liveness endpoint does not answer"
+        assert http_ok(self.liveness_url(), timeout=2), (
+            "the operator's liveness endpoint does not answer"
+        )
 
     def liveness_url(self) -> str:
         assert self.operator.proc is not None
@@ -379,14 +380,6 @@ def _ready_reason(flow: dict[str, Any]) -> str | None:
         if cond.get("type") == "Ready":
             return str(cond.get("reason"))
     return None
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:

@@ -70,7 +70,7 @@ class OperatorProcess:
         )
         self.proc.start()
         wait_for(
-            lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),
+            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
             60,
             f"{self.name}'s liveness endpoint",
             check=self.proc.check_running,
@@ -93,9 +93,10 @@ class OperatorProcess:
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str, timeout: float = 1) -> bool:
+    """True if `url` answers 200 within `timeout` seconds."""
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return bool(response.status == 200)
     except OSError:
         return False
