@@ -1,13 +1,15 @@
 """`python -m tests.harness up|down|status|env` — a detached local cluster + Redis.
 
 `up` prints shell exports on stdout (everything else goes to stderr), so
-`eval "$(python -m tests.harness up)"` works. State: $BULLFLOW_CACHE/run/state.json
-(or $BULLFLOW_RUN_DIR/state.json).
+`eval "$(python -m tests.harness up)"` works. State: $BULLFLOW_RUN_DIR/state.json, by default
+$BULLFLOW_CACHE/run/<clone>-<hash of the clone's path>/state.json: one cluster per clone, so
+`make cluster-down` in one clone never stops another clone's cluster (the tool cache is shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -33,9 +35,34 @@ _BINARIES = {
 _ORDER = list(_BINARIES)
 
 
+# The clone this harness belongs to: its identity is where its code lives, not the cwd.
+CLONE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def clone_run_name(clone_root: Path) -> str:
+    """`<basename>-<8 hex of the absolute path>`: readable, and distinct for two clones that
+    share a basename (~/a/bullflow and ~/b/bullflow)."""
+    digest = hashlib.sha256(str(clone_root.resolve()).encode()).hexdigest()[:8]
+    return f"{clone_root.resolve().name}-{digest}"
+
+
 def run_dir() -> Path:
-    """$BULLFLOW_RUN_DIR, default $BULLFLOW_CACHE/run (state.json, cluster and redis dirs)."""
-    return Path(os.environ.get("BULLFLOW_RUN_DIR") or cache_dir() / "run")
+    """$BULLFLOW_RUN_DIR, default $BULLFLOW_CACHE/run/<clone_run_name> (state.json, cluster
+    and redis dirs)."""
+    override = os.environ.get("BULLFLOW_RUN_DIR")
+    return Path(override) if override else cache_dir() / "run" / clone_run_name(CLONE_ROOT)
+
+
+def legacy_state_hint() -> str | None:
+    """A cluster started before run dirs were per clone is recorded in $BULLFLOW_CACHE/run;
+    says how to stop it, since `down` no longer looks there."""
+    legacy = cache_dir() / "run"
+    if os.environ.get("BULLFLOW_RUN_DIR") or not (legacy / "state.json").is_file():
+        return None
+    return (
+        f"a cluster started by an older harness is recorded in {legacy}; stop it with "
+        f"`BULLFLOW_RUN_DIR={legacy} python -m tests.harness down`"
+    )
 
 
 def state_path() -> Path:
@@ -118,7 +145,9 @@ def cmd_up(_: argparse.Namespace) -> int:
 def cmd_down(_: argparse.Namespace) -> int:
     state = load_state()
     if not state:
-        print("local cluster not running (no state file)", file=sys.stderr)
+        print(f"local cluster not running (no {state_path()})", file=sys.stderr)
+        if hint := legacy_state_hint():
+            print(hint, file=sys.stderr)
         return 0
     pids: dict[str, int] = state.get("pids", {})
     for name in reversed(_ORDER):
@@ -137,13 +166,15 @@ def cmd_status(_: argparse.Namespace) -> int:
     state = load_state()
     if not state:
         print("down")
+        if hint := legacy_state_hint():
+            print(hint, file=sys.stderr)
         return 1
     up = is_up(state)
     print("up" if up else "degraded")
     for name, alive in process_status(state).items():
         print(f"  {name:<24} pid {state['pids'][name]:<8} {'running' if alive else 'DEAD'}")
     print(f"  kubeconfig {state['kubeconfig']}\n  server {state['server']}")
-    print(f"  redis {state['redis_url']}")
+    print(f"  redis {state['redis_url']}\n  state {state_path()}")
     return 0 if up else 1
 
 
