@@ -271,7 +271,9 @@ class FlowStatusWriter:
             found = await self.kube.patch_status(ref, status.to_wire())
         metrics.STATUS_PATCHES.labels(kind).inc()
         if found:
-            self.phases.set(ref.uid, status.phase)
+            self.phases.written(
+                ref.uid, status.phase, status.submitted_at, status.finished_at, kind == "restored"
+            )
         else:
             self.phases.drop(ref.uid)
         return found

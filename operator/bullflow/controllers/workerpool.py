@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..cancellation import raise_if_cancelling
 from ..config import Settings
-from ..models.workerpool import WorkerPoolSpec
+from ..models.workerpool import Backlog, WorkerPoolSpec
 from ..redaction import describe_error, scrub
 from ..services.conditions import now_rfc3339
 from ..services.scaling import Stabilizer
@@ -212,11 +212,16 @@ class WorkerPoolController:
         reader = self._reader(conn)
         await state.new_work.follow(reader, spec)
         try:
-            return replace(seen, backlog=await reader.backlog(spec.prefix, spec.queues))
+            per_queue = {q: await reader.counts(spec.prefix, q) for q in spec.queues}
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("backlog").inc()
             message = f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}"
             return replace(seen, unavailable=Unavailable("RedisUnavailable", message))
+        redis = metrics.redis_label(conn.url)
+        metrics.QUEUES.export(
+            state.ref.uid, {(redis, spec.prefix, q): b.model_dump() for q, b in per_queue.items()}
+        )
+        return replace(seen, backlog=sum(per_queue.values(), Backlog()))
 
     def _reader(self, conn: BullRedis) -> QueueReader:
         if conn.url not in self._readers or self._readers[conn.url].conn is not conn:

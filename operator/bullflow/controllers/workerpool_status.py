@@ -65,8 +65,7 @@ def _status_of(body: Any) -> WorkerPoolStatus:
 
 
 def export_backlog(ref: ObjectRef, backlog: Backlog) -> None:
-    for kind, value in backlog.model_dump().items():
-        metrics.WORKERPOOL_BACKLOG.labels(ref.namespace, ref.name, kind).set(value)
+    metrics.WORKERPOOL_BACKLOG.labels(ref.namespace, ref.name).set(backlog.total)
 
 
 def export_replicas(ref: ObjectRef, **values: int) -> None:
@@ -75,9 +74,9 @@ def export_replicas(ref: ObjectRef, **values: int) -> None:
 
 
 def drop_metrics(ref: ObjectRef) -> None:
-    for kind in Backlog.model_fields:
-        with contextlib.suppress(KeyError):
-            metrics.WORKERPOOL_BACKLOG.remove(ref.namespace, ref.name, kind)
+    metrics.QUEUES.drop(ref.uid)
+    with contextlib.suppress(KeyError):
+        metrics.WORKERPOOL_BACKLOG.remove(ref.namespace, ref.name)
     for which in ("current", "desired", "ready"):
         with contextlib.suppress(KeyError):
             metrics.WORKERPOOL_REPLICAS.remove(ref.namespace, ref.name, which)
