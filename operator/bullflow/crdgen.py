@@ -128,9 +128,10 @@ def flow_crd() -> dict[str, Any]:
         status=status,
         columns=[
             ("Phase", "string", ".status.phase", ", ".join(get_args(Phase))),
-            ("Progress", "string", ".status.progress", "Jobs done / total"),
+            ("Progress", "string", ".status.progress", "Jobs finished / total"),
             ("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', "Why"),
-            ("Result", "string", ".status.result", "The root's return value", 1),
+            # Not the result: a JSON value of any size would push the table past a terminal.
+            ("Finished", "date", ".status.finishedAt", "When the flow ended", 1),
             ("Age", "date", ".metadata.creationTimestamp", ""),
         ],
     )

@@ -31,11 +31,14 @@ The rules (BullMQ's semantics, written down here independently):
   `failed`; otherwise `Submitted`.
 - Conditions: Ready is True iff `Completed`; `Completed` and `Failed` conditions True iff that
   phase; no condition may have reason `RedisUnavailable` (the checker just read Redis).
-- `counts` = jobs per state, `progress` = `<completed>/<total>`, `totalNodes` = number of jobs,
+- `counts` = jobs per state, `progress` = `<finished>/<total>` (finished: completed or failed;
+  every job when the flow is `Completed`), `totalNodes` = number of jobs,
   `result` = the root's return value (a list of the roots' values for `roots:`).
 - Nodes: every job is listed unless `nodesTruncated` is true (large flows, or the status byte
   budget); each listed node must match its job: state, attemptsMade, returnValue, failedReason,
-  and for parents childrenValues and ignoredFailures.
+  and for parents childrenValues and ignoredFailures: one entry per child BullMQ has, by its
+  BullMQ `key`, with the child's `path` and `name` from the spec (none for a key that is no job
+  of the flow) and its `value` / `reason`.
 - Values: equal, or, when the value's compact UTF-8 JSON is over the value limit, a string
   ending with the documented mark `...(truncated)` whose text before the mark is a prefix (whole
   characters) of the value (of its JSON text if it is not a string), at most the limit in UTF-8
@@ -268,7 +271,8 @@ def compare_flow(flow: dict[str, Any], truth: FlowTruth, limits: Limits) -> list
     want_counts = dict(Counter(exp.states.values()))
     if counts != want_counts:
         bad(f"counts {counts}, Redis says {want_counts}")
-    want_progress = f"{want_counts.get('completed', 0)}/{len(jobs)}"
+    finished = want_counts.get("completed", 0) + want_counts.get("failed", 0)
+    want_progress = f"{len(jobs) if exp.phase == 'Completed' else finished}/{len(jobs)}"
     if status.get("progress") != want_progress:
         bad(f"progress {status.get('progress')!r}, Redis says {want_progress!r}")
     if status.get("totalNodes") != len(jobs):
@@ -335,6 +339,7 @@ def _node_mismatches(
 ) -> list[str]:
     out = []
     by_path = {j.path: j for j in truth.jobs}
+    jobs_by_id = {j.job_id: j for j in truth.jobs}
     listed: dict[str, dict[str, Any]] = {}
     for node in status.get("nodes") or []:
         path = str(node.get("path"))
@@ -350,12 +355,18 @@ def _node_mismatches(
         if job is None:
             out.append(f"node {path} listed but the spec has no such node")
             continue
-        out += [f"node {path}: {m}" for m in _one_node(node, job, truth.truth(job), exp, limits)]
+        found = _one_node(node, job, truth.truth(job), exp, limits, jobs_by_id)
+        out += [f"node {path}: {m}" for m in found]
     return out
 
 
 def _one_node(
-    node: dict[str, Any], job: PlannedJob, truth: JobTruth, exp: Expected, limits: Limits
+    node: dict[str, Any],
+    job: PlannedJob,
+    truth: JobTruth,
+    exp: Expected,
+    limits: Limits,
+    jobs_by_id: dict[str, PlannedJob],
 ) -> list[str]:
     out = []
     for key, want in (("jobId", job.job_id), ("queue", job.queue), ("name", job.name)):
@@ -375,18 +386,21 @@ def _one_node(
             out.append(f"{key}: {why}")
         cut = cut or _marked(shown, actual)
     if job.has_children:
-        for key, shown_map, actual_map in (
-            ("childrenValues", node.get("childrenValues") or {}, truth.children_values),
-            ("ignoredFailures", node.get("ignoredFailures") or {}, truth.ignored_failures),
+        for key, field_name, actual_map in (
+            ("childrenValues", "value", truth.children_values),
+            ("ignoredFailures", "reason", truth.ignored_failures),
         ):
-            if set(shown_map) != set(actual_map):
-                extra = sorted(set(shown_map) - set(actual_map))[:3]
+            entries = node.get(key) or []
+            out += _child_identities(key, entries, jobs_by_id)
+            shown_map = {e.get("key"): e.get(field_name) for e in entries}
+            if set(shown_map) != set(actual_map) or len(shown_map) != len(entries):
+                extra = sorted(str(k) for k in set(shown_map) - set(actual_map))[:3]
                 absent = sorted(set(actual_map) - set(shown_map))[:3]
                 out.append(
-                    f"{key} keys differ from Redis: {len(shown_map)} shown, "
+                    f"{key} keys differ from Redis: {len(entries)} shown, "
                     f"{len(actual_map)} in Redis (extra {extra}, missing {absent})"
                 )
-            for child_key in sorted(set(shown_map) & set(actual_map)):
+            for child_key in sorted(str(k) for k in set(shown_map) & set(actual_map)):
                 shown, actual = shown_map[child_key], actual_map[child_key]
                 if (why := value_mismatch(shown, actual, limits)) is not None:
                     out.append(f"{key}[{child_key}]: {why}")
@@ -395,6 +409,26 @@ def _one_node(
         out.append("a job without children shows childrenValues/ignoredFailures")
     if cut and node.get("truncated") is not True:
         out.append("a value is truncated but the node does not say truncated: true")
+    return out
+
+
+def _child_identities(
+    key: str, entries: list[dict[str, Any]], jobs_by_id: dict[str, PlannedJob]
+) -> list[str]:
+    """Each entry names its child (path and name from the spec) beside BullMQ's key; a key that
+    is no job of the flow is shown with no path or name."""
+    out = []
+    for entry in entries:
+        child_key = str(entry.get("key"))
+        job = jobs_by_id.get(child_key.rsplit(":", 1)[-1])
+        if job is not None and not child_key.endswith(f":{job.queue}:{job.job_id}"):
+            job = None
+        want = (job.path, job.name) if job is not None else (None, None)
+        if (entry.get("path"), entry.get("name")) != want:
+            out.append(
+                f"{key}[{child_key}]: path/name {entry.get('path')!r}/{entry.get('name')!r}, "
+                f"the spec's {want[0]!r}/{want[1]!r}"
+            )
     return out
 
 

@@ -56,7 +56,9 @@ def test_running_then_completed_with_children_values_and_result():
     assert s.phase == "Completed" and s.progress == "2/2" and s.result == 3
     assert s.finished_at == NOW
     assert cond(s, "Completed").status == "True" and cond(s, "Ready").reason == "Completed"
-    assert s.nodes[0].children_values == {key: 3}
+    assert [c.to_wire() for c in s.nodes[0].children_values or []] == [
+        {"path": "0.0", "name": "a", "key": key, "value": 3}
+    ]
     assert s.counts == {"completed": 2}
 
 
@@ -92,8 +94,10 @@ def test_ignored_failure_lets_parent_run_and_is_recorded():
             "0.0": JobSnapshot("failed", 1, failed_reason="boom"),
         },
     )
-    assert s.phase == "Completed"
-    assert s.nodes[0].ignored_failures == {key: "boom"}
+    assert s.phase == "Completed" and s.progress == "2/2"
+    assert [f.to_wire() for f in s.nodes[0].ignored_failures or []] == [
+        {"path": "0.0", "name": "a", "key": key, "reason": "boom"}
+    ]
 
 
 def test_ignored_failure_while_parent_still_pending_is_not_a_failure():

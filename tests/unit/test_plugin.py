@@ -179,13 +179,39 @@ def test_ignored_failures_detail() -> None:
                         "q",
                         "completed",
                         returnValue={"a": 1},
-                        ignoredFailures={"q:1": "card declined"},
+                        ignoredFailures=[
+                            {"path": "0.1", "name": "charge", "key": "b:q:1", "reason": "no"}
+                        ],
                     )
                 ],
             }
         )
     )
-    assert '{"a":1} (1 ignored child failure)' in out
+    assert '{"a":1} (1 ignored child failure: charge)' in out
+
+
+def test_child_values_are_shown_by_the_childrens_names() -> None:
+    values = [
+        {"path": "0.0", "name": "part-a", "key": "bull:c:bf-u-0.0", "value": 2},
+        {"path": "0.1", "name": "part-b", "key": "bull:c:bf-u-0.1", "value": 40},
+        {"key": "bull:other:x", "value": {"k": "v"}},
+    ]
+    parent = node("0", "total", "p", "completed", returnValue=42, childrenValues=values)
+    out = render_tree(flow({"phase": "Completed", "nodes": [parent]}), ascii=True)
+    assert '42 <- part-a=2, part-b=40, bull:other:x={"k":"v"}' in out
+    # A status written by an older operator: BullMQ's own map, shown by key.
+    old = node("0", "total", "p", "waiting-children", childrenValues={"bull:c:1": 2})
+    assert "<- bull:c:1=2" in render_tree(flow({"phase": "Running", "nodes": [old]}))
+    many = [{"name": f"part-{i}", "key": f"k{i}", "value": i} for i in range(40)]
+    wide = node("0", "total", "p", "waiting-children", childrenValues=many)
+    line = render_tree(flow({"phase": "Running", "nodes": [wide]})).splitlines()[-1]
+    assert line.endswith("…") and "<- part-0=0, part-1=1" in line
+
+
+def test_no_workers_is_said_while_the_flow_waits() -> None:
+    ready = {"type": "Ready", "status": "False", "reason": "NoWorkers", "message": "no worker: q"}
+    out = render_tree(flow({"phase": "Submitted", "conditions": [ready]}))
+    assert "Message:     NoWorkers: no worker: q" in out
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.6, "1m0s"), (3600, "1h0m0s")])

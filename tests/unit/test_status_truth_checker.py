@@ -85,8 +85,11 @@ def completed_status() -> dict[str, Any]:
                 "state": "completed",
                 "attemptsMade": 1,
                 "returnValue": 3,
-                "childrenValues": {child_key("0.0"): 1, child_key("0.1"): 2},
-                "ignoredFailures": {},
+                "childrenValues": [
+                    {"path": "0.0", "name": "one", "key": child_key("0.0"), "value": 1},
+                    {"path": "0.1", "name": "two", "key": child_key("0.1"), "value": 2},
+                ],
+                "ignoredFailures": [],
             },
             node("0.0", "one", "completed", 1, returnValue=1),
             node("0.1", "two", "completed", 1, returnValue=2),
@@ -161,11 +164,23 @@ DELETE = object()
         (set_in(("nodes", 2, "returnValue"), 20), "node 0.1: returnValue: 20 != Redis 2"),
         (set_in(("nodes", 2, "failedReason"), "boom"), "node 0.1: failedReason: 'boom'"),
         (
-            set_in(("nodes", 0, "childrenValues", child_key("0.1")), 3),
+            set_in(("nodes", 0, "childrenValues", 1, "value"), 3),
             f"node 0: childrenValues[{child_key('0.1')}]: 3 != Redis 2",
         ),
         (
-            set_in(("nodes", 0, "childrenValues"), {child_key("0.0"): 1}),
+            set_in(("nodes", 0, "childrenValues", 1, "name"), "one"),
+            f"node 0: childrenValues[{child_key('0.1')}]: path/name '0.1'/'one', the spec's "
+            "'0.1'/'two'",
+        ),
+        (
+            set_in(("nodes", 0, "childrenValues", 1, "path"), DELETE),
+            f"node 0: childrenValues[{child_key('0.1')}]: path/name None/'two'",
+        ),
+        (
+            set_in(
+                ("nodes", 0, "childrenValues"),
+                [{"path": "0.0", "name": "one", "key": child_key("0.0"), "value": 1}],
+            ),
             "childrenValues keys differ from Redis: 1 shown, 2 in Redis",
         ),
         (set_in(("counts",), {"completed": 2, "active": 1}), "counts {'completed': 2"),
@@ -225,7 +240,7 @@ def truth_with(flow: dict[str, Any], **by_path: JobTruth) -> FlowTruth:
 def running_status(phase: str, counts: dict[str, int], conditions: list[dict]) -> dict[str, Any]:
     return {
         "phase": phase,
-        "progress": f"{counts.get('completed', 0)}/3",
+        "progress": f"{counts.get('completed', 0) + counts.get('failed', 0)}/3",
         "submittedAt": "2026-11-30T10:00:00Z",
         "conditions": [cond("Submitted", "True", "Submitted"), *conditions],
         "totalNodes": 3,
@@ -381,7 +396,7 @@ def test_a_truncated_value_needs_the_node_marked_truncated():
     shown = EMOJI * 16 + TRUNCATED_MARK
     status = copy.deepcopy(flow["status"])
     status["nodes"][2]["returnValue"] = shown
-    status["nodes"][0]["childrenValues"][child_key("0.1")] = shown
+    status["nodes"][0]["childrenValues"][1]["value"] = shown
     found = compare_flow(flow_object(status), truth, LIMITS)
     assert sum("does not say truncated: true" in line for line in found) == 2, found
     status["nodes"][2]["truncated"] = True
@@ -412,3 +427,16 @@ def test_a_refused_submission_must_be_failed_and_nothing_else_is_compared():
     refused["phase"] = "Running"
     found = compare_flow(flow_object(refused), nothing, LIMITS)
     assert any("Ready reason SubmitRejected but phase 'Running'" in line for line in found)
+
+
+def test_a_child_not_of_the_flow_is_shown_by_its_key_alone():
+    foreign = "bull:elsewhere:not-ours"
+    flow = flow_object(completed_status())
+    truth = completed_truth(flow)
+    truth.by_id[job_id("0")].children_values[foreign] = "x"
+    status = copy.deepcopy(flow["status"])
+    status["nodes"][0]["childrenValues"].append({"key": foreign, "value": "x"})
+    assert compare_flow(flow_object(status), truth, LIMITS) == []
+    status["nodes"][0]["childrenValues"][2]["name"] = "one"
+    found = compare_flow(flow_object(status), truth, LIMITS)
+    assert any(f"childrenValues[{foreign}]: path/name None/'one'" in m for m in found), found

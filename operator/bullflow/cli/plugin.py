@@ -70,6 +70,24 @@ def _short(value: Any, width: int = DETAIL_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _entries(node: dict[str, Any], field: str, item: str) -> list[dict[str, Any]]:
+    """A node's childrenValues / ignoredFailures entries (also from an operator that wrote
+    BullMQ's own map, child key -> value)."""
+    entries = node.get(field) or []
+    if isinstance(entries, dict):
+        return [{"key": k, item: v} for k, v in entries.items()]
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def _children_values(node: dict[str, Any]) -> str:
+    """`name=value, ...`: what the children returned to this job, by the children's names."""
+    values = _entries(node, "childrenValues", "value")
+    text = ", ".join(
+        f"{e.get('name') or e.get('key')}={_short(e.get('value'), 20)}" for e in values
+    )
+    return _short(f"<- {text}") if values else ""
+
+
 def _details(node: dict[str, Any]) -> str:
     state = node.get("state")
     if state == "failed":
@@ -77,9 +95,13 @@ def _details(node: dict[str, Any]) -> str:
     parts = []
     if state == "completed" and "returnValue" in node:
         parts.append(_short(node["returnValue"]))
-    ignored = node.get("ignoredFailures") or {}
+    if children := _children_values(node):
+        parts.append(children)
+    ignored = _entries(node, "ignoredFailures", "reason")
     if ignored:
-        parts.append(f"({len(ignored)} ignored child failure{'s' if len(ignored) > 1 else ''})")
+        names = ", ".join(str(e.get("name") or e.get("key")) for e in ignored)
+        noun = "failure" if len(ignored) == 1 else "failures"
+        parts.append(_short(f"({len(ignored)} ignored child {noun}: {names})"))
     if node.get("truncated"):
         parts.append("(truncated)")
     return " ".join(parts)
@@ -126,7 +148,12 @@ def render_tree(flow: dict[str, Any], now: datetime | None = None, ascii: bool =
     ready = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), None)
     if failed and failed.get("status") == "True":
         lines.append(f"Message:     {failed.get('message', '')}")
-    elif ready and ready.get("status") == "False" and ready.get("message") and phase == "Pending":
+    elif (
+        ready
+        and ready.get("status") == "False"
+        and ready.get("message")
+        and (phase == "Pending" or ready.get("reason") == "NoWorkers")
+    ):
         lines.append(f"Message:     {ready.get('reason', '')}: {ready['message']}")
     if phase == "Completed" and "result" in status:
         lines.append(f"Result:      {_short(status['result'])}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, JsonValue, field_validator, model_validator
+from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 from .common import CEL, CamelModel, Condition, SecretKeyRef, cel
 
@@ -193,6 +193,28 @@ class FlowSpec(CamelModel):
         return [self.root] if self.root is not None else list(self.roots or [])
 
 
+class ChildValue(CamelModel):
+    """A child's return value as its parent received it (BullMQ's getChildrenValues)."""
+
+    path: str | None = Field(
+        default=None, description="The child's position in the tree; absent if not of this flow."
+    )
+    name: str | None = Field(default=None, description="The child's job name, if of this flow.")
+    key: str = Field(description="The child's BullMQ job key, <prefix>:<queue>:<job id>.")
+    value: Any = Field(default=None, json_schema_extra={"nullable": True})
+
+
+class IgnoredFailure(CamelModel):
+    """A child whose final failure the parent ignored (BullMQ's getIgnoredChildrenFailures)."""
+
+    path: str | None = Field(
+        default=None, description="The child's position in the tree; absent if not of this flow."
+    )
+    name: str | None = Field(default=None, description="The child's job name, if of this flow.")
+    key: str = Field(description="The child's BullMQ job key, <prefix>:<queue>:<job id>.")
+    reason: str = Field(description="The child's failure reason.")
+
+
 class NodeStatus(CamelModel):
     """The state of one job of the flow."""
 
@@ -204,20 +226,38 @@ class NodeStatus(CamelModel):
     attempts_made: int = 0
     return_value: Any = Field(default=None, json_schema_extra={"nullable": True})
     failed_reason: str | None = None
-    children_values: dict[str, Any] | None = Field(
-        default=None, description="As BullMQ's getChildrenValues returns them."
+    children_values: list[ChildValue] | None = Field(
+        default=None, description="The values of the children that completed, in tree order."
     )
-    ignored_failures: dict[str, str] | None = Field(
-        default=None, description="As BullMQ's getIgnoredChildrenFailures returns them."
+    ignored_failures: list[IgnoredFailure] | None = Field(
+        default=None, description="The children whose failure was ignored, in tree order."
     )
     truncated: bool | None = Field(default=None, description="A value was cut to the size limit.")
+
+    @field_validator("children_values", "ignored_failures", mode="before")
+    @classmethod
+    def _from_key_map(cls, value: object, info: ValidationInfo) -> object:
+        """Statuses written before these were lists (a Flow's, or one kept in Redis for its
+        idempotencyKey) held BullMQ's own map, child key -> value: read as entries by key."""
+        if not isinstance(value, dict):
+            return value
+        field = "value" if info.field_name == "children_values" else "reason"
+        return [{"key": key, field: item} for key, item in value.items()]
 
 
 class FlowStatus(CamelModel):
     """Written only by the operator, through the status subresource."""
 
     phase: Phase = "Pending"
-    progress: str | None = Field(default=None, description="done/total jobs.")
+    progress: str | None = Field(
+        default=None,
+        description=(
+            "finished/total jobs. A job is finished when it completed or failed (a failure the "
+            "flow tolerates included). A Completed flow reads total/total: jobs still pending "
+            "when its roots completed (beside a continueParentOnFailure child) no longer hold "
+            "it up; a Failed flow reads the jobs that ended."
+        ),
+    )
     submitted_at: str | None = None
     finished_at: str | None = None
     observed_generation: int | None = None

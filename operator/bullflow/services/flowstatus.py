@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from ..models.common import Condition
-from ..models.flow import FlowStatus, NodeState, NodeStatus, Phase
+from ..models.flow import ChildValue, FlowStatus, IgnoredFailure, NodeState, NodeStatus, Phase
 from .conditions import set_condition
 from .flowtree import PlannedJob
 
@@ -106,7 +106,8 @@ def verdict(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> Verdict:
             )
         return Verdict("Failed", "JobFailed", message)
     if all(states[j.path] == "completed" for j in roots):
-        return Verdict("Completed", "Completed", f"all {len(jobs)} jobs completed")
+        done = f"all {len(jobs)} jobs" if len(jobs) > 1 else "the 1 job"
+        return Verdict("Completed", "Completed", f"{done} completed")
     started = any(s in ("active", "completed", "failed") for s in states.values())
     if started:
         return Verdict("Running", "Running", "jobs are being processed")
@@ -117,7 +118,8 @@ def jobs_lost_message(missing: list[PlannedJob], total: int) -> str:
     first = ", ".join(f"{j.path} ({j.name} on queue {j.queue})" for j in missing[:3])
     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
     return (
-        f"{len(missing)} of {total} jobs are missing from Redis: {first}{more}. Redis lost them "
+        f"{len(missing)} of {plural(total, 'job')} {'is' if len(missing) == 1 else 'are'} "
+        f"missing from Redis: {first}{more}. Redis lost them "
         "(restarted without persistence, flushed, or evicted under maxmemory; BullMQ needs "
         "maxmemory-policy noeviction) or their keys were deleted. They will not run: delete "
         "this Flow and create it again to run the flow anew"
@@ -189,20 +191,28 @@ def cut_utf8(text: str, max_bytes: int) -> str:
     return text.encode()[:max_bytes].decode(errors="ignore")
 
 
-def node_status(job: PlannedJob, snap: JobSnapshot | None, limits: StatusLimits) -> NodeStatus:
+def node_status(
+    job: PlannedJob,
+    snap: JobSnapshot | None,
+    limits: StatusLimits,
+    jobs_by_id: dict[str, PlannedJob] | None = None,
+) -> NodeStatus:
+    """The node as the status lists it; `jobs_by_id` (the flow's jobs) names its children."""
     state = effective_state(job, snap)
     snap = snap or JobSnapshot(state="unknown")
     value, cut = bounded(snap.return_value, limits)
     children_values = None
     ignored = None
     if job.has_children:
-        children_values = {}
-        for key, child_value in snap.children_values.items():
-            children_values[key], child_cut = bounded(child_value, limits)
+        children_values = []
+        for key, child_value in _in_tree_order(snap.children_values, jobs_by_id or {}):
+            bounded_value, child_cut = bounded(child_value, limits)
+            children_values.append(ChildValue(**key, value=bounded_value))
             cut = cut or child_cut
-        ignored = {}
-        for key, failure in snap.ignored_failures.items():
-            ignored[key], reason_cut = bounded(failure, limits)
+        ignored = []
+        for key, failure in _in_tree_order(snap.ignored_failures, jobs_by_id or {}):
+            bounded_reason, reason_cut = bounded(failure, limits)
+            ignored.append(IgnoredFailure(**key, reason=bounded_reason))
             cut = cut or reason_cut
     reason, reason_cut = bounded(snap.failed_reason, limits)
     return NodeStatus(
@@ -218,6 +228,48 @@ def node_status(job: PlannedJob, snap: JobSnapshot | None, limits: StatusLimits)
         ignored_failures=ignored,
         truncated=True if (cut or reason_cut) else None,
     )
+
+
+def child_of_key(key: str, jobs_by_id: dict[str, PlannedJob]) -> PlannedJob | None:
+    """The flow's job a BullMQ child key (<prefix>:<queue>:<job id>) names, if any. None for a
+    child the flow did not submit (someone else's job added under the parent)."""
+    job = jobs_by_id.get(key.rsplit(":", 1)[-1])
+    if job is None or not key.endswith(f":{job.queue}:{job.job_id}"):
+        return None
+    return job
+
+
+def _in_tree_order(
+    by_key: dict[str, Any], jobs_by_id: dict[str, PlannedJob]
+) -> list[tuple[dict[str, str], Any]]:
+    """(the child's identity: path, name and key; its value) in tree order; children not of
+    the flow last, by key, with their key only."""
+    known: list[tuple[tuple[int, ...], dict[str, str], Any]] = []
+    foreign: list[tuple[dict[str, str], Any]] = []
+    for key, value in by_key.items():
+        child = child_of_key(key, jobs_by_id)
+        if child is None:
+            foreign.append(({"key": key}, value))
+        else:
+            order = tuple(int(p) for p in child.path.split("."))
+            known.append((order, {"path": child.path, "name": child.name, "key": key}, value))
+    known.sort(key=lambda entry: entry[0])
+    foreign.sort(key=lambda entry: entry[0]["key"])
+    return [(ident, value) for _, ident, value in known] + foreign
+
+
+def progress(phase: Phase, states: list[str]) -> str:
+    """finished/total (FlowStatus.progress): completed and failed jobs count as finished, and
+    every job of a Completed flow does (what is still pending no longer holds it up)."""
+    finished = sum(1 for s in states if s in ("completed", "failed"))
+    if phase == "Completed":
+        finished = len(states)
+    return f"{finished}/{len(states)}"
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 job', '2 jobs'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 _NODE_STATES = set(get_args(NodeState))
@@ -241,7 +293,8 @@ def build_status(
     large = len(jobs) > limits.max_listed_nodes
     if large:
         listed = [(j, s) for j, s in listed if s in _LISTED_WHEN_LARGE][: limits.max_listed_nodes]
-    nodes = [node_status(j, snaps.get(j.job_id), limits) for j, _ in listed]
+    by_id = {j.job_id: j for j in jobs}
+    nodes = [node_status(j, snaps.get(j.job_id), limits, by_id) for j, _ in listed]
     roots = [j for j in jobs if j.parent_path is None]
     result = None
     if len(roots) == 1 and (snap := snaps.get(roots[0].job_id)) is not None:
@@ -251,7 +304,7 @@ def build_status(
         result, _ = bounded(values, limits)
     status = previous.model_copy(deep=True)
     status.phase = decision.phase
-    status.progress = f"{counts['completed']}/{len(jobs)}"
+    status.progress = progress(decision.phase, states)
     status.total_nodes = len(jobs)
     status.counts = dict(sorted(counts.items()))
     status.nodes = nodes
@@ -295,7 +348,7 @@ def submitted(
         "Submitted",
         True,
         "Submitted",
-        f"{job_count} jobs added to Redis in one transaction",
+        f"{plural(job_count, 'job')} added to Redis in one transaction",
         generation,
     )
     status.conditions = set_condition(
