@@ -58,9 +58,7 @@ def test_flow_duration_seconds(submitted, finished, seconds):
 
 
 def finished_counts() -> dict[str, float]:
-    return {
-        o: sample("bullflow_flows_finished_total", outcome=o) for o in ("completed", "failed")
-    }
+    return {o: sample("bullflow_flows_finished_total", outcome=o) for o in ("completed", "failed")}
 
 
 def duration_count(outcome: str) -> float:
