@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Copy crds/*.yaml into the Helm chart as templates (charts/bullflow/templates/crds/): the CRDs
-and the admission policy that keeps a Flow's spec immutable.
+and the admission policy that keeps a Flow's spec immutable. kopf's peering CRDs
+(crds/kopf-peerings.yaml) are copied verbatim into the chart's crds/ folder instead: Helm installs
+them before the templates, which create peering objects of their kinds.
 
 The chart's CRDs are templates, not Helm's crds/ folder, so that `helm upgrade` updates them; they
 get the chart's labels, are rendered only with `crds.install`, and carry
@@ -20,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "crds"
 TARGET = ROOT / "charts" / "bullflow" / "templates" / "crds"
+HELM_CRDS = ROOT / "charts" / "bullflow" / "crds"
+VERBATIM = ("kopf-peerings.yaml",)  # into HELM_CRDS as they are, not templated
 
 HEADER = """\
 {{- if .Values.crds.install }}
@@ -55,7 +59,17 @@ def render(source: Path) -> str:
 
 
 def expected() -> dict[str, str]:
-    return {src.name: render(src) for src in sorted(SOURCE.glob("*.yaml"))}
+    return {
+        src.name: render(src) for src in sorted(SOURCE.glob("*.yaml")) if src.name not in VERBATIM
+    }
+
+
+def stale_verbatim() -> list[str]:
+    return [n for n in VERBATIM if (SOURCE / n).read_text() != _read(HELM_CRDS / n)]
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,13 +86,20 @@ def main(argv: list[str] | None = None) -> int:
                 "run: python hack/sync-chart-crds.py",
                 file=sys.stderr,
             )
-            return 1
-        return 0
+        if stale_verbatim():
+            print(
+                f"out of date in {HELM_CRDS.relative_to(ROOT)}: {', '.join(stale_verbatim())}; "
+                "run: python hack/sync-chart-crds.py",
+                file=sys.stderr,
+            )
+        return 1 if stale or stale_verbatim() else 0
     TARGET.mkdir(parents=True, exist_ok=True)
     for name in set(have) - set(want):
         (TARGET / name).unlink()
     for name, text in want.items():
         (TARGET / name).write_text(text)
+    for name in VERBATIM:
+        (HELM_CRDS / name).write_text((SOURCE / name).read_text())
     return 0
 
 
