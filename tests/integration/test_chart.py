@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+import bullflow
 from bullflow.config import Settings
 from tests.harness.tools import Tools
 
@@ -270,6 +271,150 @@ def test_service_monitor(harness_tools: Tools) -> None:
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert all(labels[k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+
+
+def operator_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    dep = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "bf-bullflow")
+    return dict(dep["spec"]["template"]["spec"])
+
+
+def test_default_image_is_the_package_version(harness_tools: Tools) -> None:
+    image = operator_pod(render(harness_tools))["containers"][0]["image"]
+    assert image == f"ghcr.io/bullflow/bullflow-operator:{bullflow.__version__}"
+
+
+def test_extra_args_volumes_and_env_from(harness_tools: Tools) -> None:
+    plain = operator_pod(render(harness_tools))
+    container = plain["containers"][0]
+    assert "envFrom" not in container
+    assert [v["name"] for v in plain["volumes"]] == ["tmp"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["tmp"]
+    pod = operator_pod(render(harness_tools, "-f", str(CHART / "ci" / "extras-values.yaml")))
+    container = pod["containers"][0]
+    # Appended after the chart's own arguments (a later flag wins in argparse).
+    assert container["args"][-1] == "--verbose"
+    assert container["args"][:-1] == [
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--metrics-port=9090",
+        "--log-format=json",
+        "--standalone",
+    ]
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "bullflow-settings", "optional": True}}
+    ]
+    assert pod["volumes"][-1] == {
+        "name": "extra-ca",
+        "configMap": {"name": "extra-ca", "optional": True},
+    }
+    assert container["volumeMounts"][-1] == {
+        "name": "extra-ca",
+        "mountPath": "/etc/extra-ca",
+        "readOnly": True,
+    }
+    # The chart's own mounts stay (the read-only root filesystem needs /tmp).
+    assert container["volumeMounts"][0] == {"name": "tmp", "mountPath": "/tmp"}
+
+
+def test_network_policy(harness_tools: Tools) -> None:
+    assert not by_kind(render(harness_tools), "NetworkPolicy")
+    docs = render(harness_tools, "--set", "networkPolicy.enabled=true")
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    spec = policy["spec"]
+    pod_labels = next(iter(by_kind(docs, "Deployment")))["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels[k] == v for k, v in spec["podSelector"]["matchLabels"].items())
+    # Ingress only; egress untouched unless asked for.
+    assert spec["policyTypes"] == ["Ingress"] and "egress" not in spec
+    assert spec["ingress"] == [
+        {"ports": [{"port": "health", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}]}
+    ]
+    no_metrics = render(
+        harness_tools, "--set", "networkPolicy.enabled=true", "--set", "metrics.enabled=false"
+    )
+    assert by_kind(no_metrics, "NetworkPolicy")[0]["spec"]["ingress"][0]["ports"] == [
+        {"port": "health", "protocol": "TCP"}
+    ]
+
+    spec = by_kind(
+        render(harness_tools, "-f", str(CHART / "ci" / "extras-values.yaml")), "NetworkPolicy"
+    )[0]["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    sources = spec["ingress"][0]["from"]
+    assert sources[0] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    # The chart's helm test pod may still reach the ports.
+    assert sources[1] == {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/instance": "bf",
+                "app.kubernetes.io/component": "test",
+            }
+        }
+    }
+    dns, api, redis, in_cluster, extra = spec["egress"]
+    assert dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    assert api == {
+        "ports": [{"port": 443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "192.168.0.0/24"}}],
+    }
+    assert redis == {
+        "ports": [{"port": 6379, "protocol": "TCP"}, {"port": 6380, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+    }
+    assert in_cluster["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "redis"
+    )
+    assert extra == {
+        "to": [{"ipBlock": {"cidr": "10.30.0.0/16"}}],
+        "ports": [{"port": 4317, "protocol": "TCP"}],
+    }
+    # Egress defaults: API server and Redis on their usual ports, to any address.
+    defaults = by_kind(
+        render(
+            harness_tools,
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "networkPolicy.egress.enabled=true",
+        ),
+        "NetworkPolicy",
+    )[0]["spec"]["egress"]
+    assert [rule.get("to") for rule in defaults] == [None, None, None]
+    assert [p["port"] for p in defaults[1]["ports"]] == [443, 6443]
+    assert [p["port"] for p in defaults[2]["ports"]] == [6379]
+
+
+def test_helm_test_hook_pod(harness_tools: Tools) -> None:
+    docs = render(harness_tools)
+    (pod,) = by_kind(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (service,) = [
+        s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "bf-bullflow-metrics"
+    ]
+    # The Service must not select the test pod as an operator endpoint.
+    labels = pod["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
+    assert ports == {"metrics": 9090, "health": 8080}
+    container = pod["spec"]["containers"][0]
+    # The operator's own image: nothing else to pull.
+    assert container["image"] == operator_pod(docs)["containers"][0]["image"]
+    assert container["command"][:2] == ["python", "-c"]
+    assert container["args"] == [
+        "http://bf-bullflow-metrics.bullflow.svc:8080/healthz",
+        "http://bf-bullflow-metrics.bullflow.svc:9090/metrics",
+    ]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    ported = by_kind(
+        render(harness_tools, "--set", "healthPort=8181", "--set", "metrics.port=9191"), "Pod"
+    )[0]["spec"]["containers"][0]["args"]
+    assert ported == [
+        "http://bf-bullflow-metrics.bullflow.svc:8181/healthz",
+        "http://bf-bullflow-metrics.bullflow.svc:9191/metrics",
+    ]
+    # No Service without metrics, so no test.
+    assert not by_kind(render(harness_tools, "--set", "metrics.enabled=false"), "Pod")
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=lambda v: v.stem)

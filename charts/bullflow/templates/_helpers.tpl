@@ -30,6 +30,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: bullflow
 {{- end }}
 
+{{/* Labels of the `helm test` pods (not the operator's selector labels: the Service would pick
+them). */}}
+{{- define "bullflow.testLabels" -}}
+helm.sh/chart: {{ include "bullflow.chart" . }}
+app.kubernetes.io/name: {{ include "bullflow.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
 {{/* Selector labels of the operator pods. */}}
 {{- define "bullflow.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "bullflow.name" . }}
