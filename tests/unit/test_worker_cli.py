@@ -177,7 +177,7 @@ def test_help_and_version() -> None:
     assert "BULLFLOW_REDIS_URL_FILE" in res.stdout
     res = run_cli("--version")
     assert res.returncode == 0
-    assert res.stdout.startswith("bullflow-worker ")
+    assert res.stdout.startswith("bullflow ")  # the project, as the operator says it
 
 
 # --- in-process: config & loader --------------------------------------------------------

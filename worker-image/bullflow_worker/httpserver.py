@@ -6,17 +6,27 @@ Endpoints: /healthz, /readyz, /metrics, /active.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from bullflow_worker.errors import UsageError
 from bullflow_worker.metrics import Metrics
 
 log = logging.getLogger("bullflow_worker.http")
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+def listen_error(host: str, port: int, err: OSError) -> str:
+    reason = "address in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
+    return (
+        f"cannot listen on {host}:{port} for HTTP probes and metrics ({reason.lower()}); "
+        "pass --http-port with a free port or 0 to disable"
+    )
 
 
 class HttpServer:
@@ -34,7 +44,11 @@ class HttpServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        """Listen; a port that cannot be had is a configuration error (exit 2, one line)."""
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as err:
+            raise UsageError(listen_error(self.host, self.port, err)) from None
         sock = self._server.sockets[0].getsockname()
         log.info("http server listening", extra={"address": f"{sock[0]}:{sock[1]}"})
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import GROUP, VERSION
+from .. import GROUP, VERSION, __version__
 
 SYMBOLS = {
     "completed": ("✔", "OK"),
@@ -234,6 +234,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"bullflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     tree = sub.add_parser("tree", help="print a Flow as a tree of its jobs and their states")
     tree.add_argument("flow", help="the Flow's name")
