@@ -128,12 +128,12 @@ def flow_doc(name: str, prefix: str, children: int = 3) -> dict[str, Any]:
 
 
 def handled(log: str, flow: str) -> bool:
-    """Whether this operator ran the Flow handler on `flow` (kopf's JSON log names the object)."""
+    """Whether this operator ran the Flow handler on `flow` (its JSON log names the object)."""
     for line in log.splitlines():
         if not line.startswith("{"):
             continue
         record = json.loads(line)
-        if (record.get("object") or {}).get("name") == flow and record.get(
+        if record.get("name") == flow and record.get(
             "message", ""
         ).startswith("Handler 'flow_reconcile' succeeded"):
             return True

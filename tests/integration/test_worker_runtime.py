@@ -200,7 +200,7 @@ async def test_echo_jobs_complete_and_metrics(start_worker: Any, queues: Any) ->
     assert json.loads(body) == {"active": 0, "queues": {name: 0}, "draining": False}
     # structured logs: every line is JSON; completions are logged with the job id
     lines = [json.loads(line) for line in w.logs().splitlines() if line.strip()]
-    completed = [x for x in lines if x["msg"] == "job completed"]
+    completed = [x for x in lines if x["message"] == "job completed"]
     assert {x["job_id"] for x in completed} == {j.id for j in jobs}
 
 
@@ -313,7 +313,7 @@ async def test_sigterm_drains_in_flight_job(start_worker: Any, queues: Any, tmp_
         "queues": {name: 0},
         "draining": True,
     }
-    msgs = [json.loads(x)["msg"] for x in w.logs().splitlines() if x.strip()]
+    msgs = [json.loads(x)["message"] for x in w.logs().splitlines() if x.strip()]
     assert "draining" in msgs
     assert msgs[-1] == "worker stopped"
 

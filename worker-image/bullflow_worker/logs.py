@@ -1,4 +1,7 @@
-"""Structured logging: JSON lines or human readable text, both with key=value extras."""
+"""Structured logging: JSON lines or human readable text, both with key=value extras.
+
+The JSON keys (`time`, `level`, `logger`, `message`, then the extras, `exc`) are the operator's
+too (bullflow/logs.py), so that one log pipeline reads both."""
 
 from __future__ import annotations
 
@@ -16,16 +19,18 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _ts(record: logging.LogRecord) -> str:
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+    """ISO 8601 in UTC with milliseconds: 2026-01-02T03:04:05.678Z."""
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": _ts(record),
+            "time": _ts(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "message": record.getMessage(),
         }
         doc.update(_extras(record))
         if record.exc_info:
