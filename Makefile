@@ -88,6 +88,18 @@ fmt: venv ## Format the code with ruff
 crds: venv ## Regenerate crds/ from the pydantic models
 	$(PY) -m bullflow.crdgen crds
 
+.PHONY: chart-docs
+chart-docs: venv ## Regenerate charts/bullflow/README.md from the `# --` comments of values.yaml
+	$(PY) hack/chart_readme.py
+
+.PHONY: docs
+docs: venv ## Regenerate docs/api.md (the API reference) from the CRDs in crds/
+	$(PY) -m bullflow.apidocs crds docs/api.md
+
+.PHONY: release-check
+release-check: venv tools ## Build sdists, wheels and the chart into dist/ and check them (twine, a clean venv, helm lint)
+	@PY=$(PY) bash hack/release-check.sh
+
 .PHONY: cluster-up
 cluster-up: bootstrap ## Start the local control plane + Redis in the background; prints the env to use
 	$(PY) -m tests.harness up
