@@ -127,6 +127,33 @@ def test_missing_connection_secret_is_reported(operator, flows, redis_prefix):
     assert "absent" in condition(flow, "Ready")["message"]
 
 
+def test_secret_with_a_bad_url_is_named_in_the_condition(
+    operator, flows, kubectl, namespace, redis_prefix
+):
+    """InvalidConnection names the Secret and its key and what is wrong, never the value."""
+    value = "http://admin:hunter2-e2e@redis:6379"
+    kubectl(
+        "create", "secret", "generic", "bad-url", "-n", namespace, f"--from-literal=url={value}"
+    )
+    flows.apply(
+        doc(
+            "badurl", {"root": GOOD_ROOT, "prefix": redis_prefix, "connection": {"name": "bad-url"}}
+        )
+    )
+    flow = flows.wait_for(
+        "badurl",
+        lambda f: any(
+            c["reason"] == "InvalidConnection"
+            for c in (f.get("status") or {}).get("conditions", [])
+        ),
+        "an InvalidConnection condition",
+        timeout=30,
+    )
+    message = condition(flow, "Ready")["message"]
+    assert f"the key 'url' of Secret {namespace}/bad-url has a scheme other than" in message
+    assert "hunter2-e2e" not in message and "hunter2-e2e" not in operator.log_text()
+
+
 def test_spec_is_immutable(operator, flows, kubectl, namespace, redis_prefix):
     flows.apply(doc("frozen", {"root": GOOD_ROOT, "prefix": redis_prefix}))
     result = kubectl(

@@ -12,7 +12,7 @@ from ..redaction import redacted_url, remember_url
 from ..storage.kube import KubeApi
 from ..storage.redis_jobs import BullRedis
 
-__all__ = ["ConnectionUnresolved", "RedisPool", "check_url", "redacted_url"]
+__all__ = ["ConnectionUnresolved", "RedisPool", "check_url", "redacted_url", "url_problem"]
 
 
 class ConnectionUnresolved(Exception):
@@ -24,15 +24,37 @@ class ConnectionUnresolved(Exception):
         self.message = message
 
 
-def check_url(url: str) -> str:
+DEFAULT_SOURCE = "the operator's default Redis URL (BULLFLOW_REDIS_URL)"
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, in words that repeat nothing of it (a Secret's value
+    may be a password pasted in the wrong key); None if it will do."""
+    if not url:
+        return "is empty"
+    if "://" not in url:
+        return "is not a URL (no scheme://)"
     try:
         parsed = urlparse(url)
-        valid = parsed.scheme in ("redis", "rediss") and bool(parsed.hostname)
-    except ValueError:  # e.g. a bad IPv6 literal; its message is not worth the risk of a leak
-        valid = False
-    if not valid:
+        hostname = parsed.hostname
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "cannot be parsed (a bad host or port)"
+    if parsed.scheme not in ("redis", "rediss"):
+        return "has a scheme other than redis:// or rediss://"
+    if not hostname:
+        return "has no host"
+    return None
+
+
+def check_url(url: str, source: str = DEFAULT_SOURCE) -> str:
+    """`url` if it is a usable Redis URL; else InvalidConnection naming `source` (where the
+    URL came from) and what is wrong, never the URL itself."""
+    problem = url_problem(url)
+    if problem:
         raise ConnectionUnresolved(
-            "InvalidConnection", "the Redis URL must look like redis://host:port or rediss://..."
+            "InvalidConnection",
+            f"{source} {problem}: it must look like redis://host:port or rediss://host:port",
         )
     return url
 
@@ -65,7 +87,7 @@ class RedisPool:
             )
         url = url.strip()
         remember_url(url)
-        return self.get(check_url(url))
+        return self.get(check_url(url, f"the key {ref.key!r} of Secret {namespace}/{ref.name}"))
 
     def get(self, url: str) -> BullRedis:
         if url not in self._by_url:
