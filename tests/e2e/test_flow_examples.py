@@ -31,7 +31,10 @@ def completed(result: Any = None) -> Check:
 def check_basic(flow, key):
     completed(42)(flow, key)
     root = nodes_by_name(flow)["total"]
-    assert root["childrenValues"] == {key("basic-child", "0.0"): 2, key("basic-child", "0.1"): 40}
+    assert root["childrenValues"] == [
+        {"path": "0.0", "name": "part-a", "key": key("basic-child", "0.0"), "value": 2},
+        {"path": "0.1", "name": "part-b", "key": key("basic-child", "0.1"), "value": 40},
+    ]
 
 
 def check_etl(flow, key):
@@ -91,26 +94,36 @@ def check_fail_parent(flow, key):
 def check_ignore(flow, key):
     completed_but_child_failed(flow)
     parent = nodes_by_name(flow)["parent"]
-    assert parent["ignoredFailures"] == {key("failures-child", "0.1"): "card declined"}
+    assert parent["ignoredFailures"] == [ignored_bad_child(key)]
     assert flow["status"]["result"] == {key("failures-child", "0.0"): "ok"}
 
 
 def check_remove(flow, key):
     completed_but_child_failed(flow)
     parent = nodes_by_name(flow)["parent"]
-    assert parent.get("ignoredFailures", {}) == {}
+    assert parent.get("ignoredFailures", []) == []
     assert flow["status"]["result"] == {key("failures-child", "0.0"): "ok"}
 
 
 def check_continue(flow, key):
     completed_but_child_failed(flow)
     parent = nodes_by_name(flow)["parent"]
-    assert parent["ignoredFailures"] == {key("failures-child", "0.1"): "card declined"}
+    assert parent["ignoredFailures"] == [ignored_bad_child(key)]
+
+
+def ignored_bad_child(key):
+    return {
+        "path": "0.1",
+        "name": "bad-child",
+        "key": key("failures-child", "0.1"),
+        "reason": "card declined",
+    }
 
 
 def completed_but_child_failed(flow):
     status = flow["status"]
     assert status["phase"] == "Completed", status
+    assert status["progress"] == f"{status['totalNodes']}/{status['totalNodes']}", status
     nodes = nodes_by_name(flow)
     assert nodes["parent"]["state"] == "completed"
     assert nodes["bad-child"]["state"] == "failed"

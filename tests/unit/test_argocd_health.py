@@ -102,6 +102,16 @@ def test_argocd_cm_snippet_embeds_the_scripts() -> None:
             "Running (1/3 jobs done): 1 active; no BullMQ worker on q",
         ),
         (
+            flow(
+                "Submitted",
+                cond("Ready", "False", "NoWorkers", "no BullMQ worker on q"),
+                cond("WorkersAvailable", "False", "NoWorkers", "no BullMQ worker on q"),
+                progress="0/3",
+            ),
+            "Progressing",
+            "Submitted (0/3 jobs done): no BullMQ worker on q",
+        ),
+        (
             flow("Completed", cond("Ready", "True", "Completed", "done"), progress="3/3"),
             "Healthy",
             "Completed (3/3 jobs done)",

@@ -201,4 +201,5 @@ class FlowController:
         self.ttl.close()
         await self.redis_wait.close()
         await self.tracker.stop()
+        await self.statuses.no_workers.stop()
         await self.bookkeeper.stop()

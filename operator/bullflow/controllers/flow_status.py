@@ -18,7 +18,7 @@ from ..config import Settings
 from ..models.common import Condition
 from ..models.flow import FlowStatus
 from ..redaction import scrub
-from ..services.conditions import now_rfc3339, set_condition
+from ..services.conditions import now_rfc3339
 from ..services.flowstatus import (
     FINISHED_PHASES,
     JobSnapshot,
@@ -26,14 +26,17 @@ from ..services.flowstatus import (
     build_status,
     just_submitted,
     not_ready,
+    plural,
     rejected,
 )
+from ..services.no_workers import waiting_queues, workers_conditions
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error, is_too_large
 from ..storage.redis_jobs import REDIS_ERRORS
 from .connections import redacted_url
 from .queue_workers import QueueWorkers
 from .refresh_schedule import Outcome
 from .tracker import FlowTracker, TrackedFlow
+from .worker_watch import NoWorkersWatch
 
 log = logging.getLogger(__name__)
 # Called with (the Flow, its ttlSecondsAfterFinished, its final status) once that is written.
@@ -63,6 +66,7 @@ class FlowStatusWriter:
             block_ms=settings.event_block_ms,
             retry_max=settings.status_retry_max_seconds,
         )
+        self.no_workers = NoWorkersWatch(self.tracker, queue_workers)
 
     # -- following a flow ------------------------------------------------------------------
 
@@ -93,6 +97,7 @@ class FlowStatusWriter:
             desired.conditions = await self._workers_condition(flow, desired, snaps)
         else:  # a finished flow needs no workers: drop what would now be stale
             desired.conditions = [c for c in desired.conditions if c.type != "WorkersAvailable"]
+            self.no_workers.forget(flow.token)
         if not self._still_tracked(flow):
             return Outcome.GONE
         if desired != written:
@@ -190,45 +195,24 @@ class FlowStatusWriter:
     async def _workers_condition(
         self, flow: TrackedFlow, status: FlowStatus, snaps: dict[str, JobSnapshot]
     ) -> list[Condition]:
-        """WorkersAvailable: False when waiting jobs sit on queues no worker or WorkerPool serves,
-        so that a flow that will never run does not look merely slow."""
-        waiting = sorted(
-            {
-                j.queue
-                for j in flow.jobs
-                if j.job_id in snaps
-                and snaps[j.job_id].state in ("waiting", "prioritized", "delayed")
-            }
-        )
+        """WorkersAvailable (and Ready's reason NoWorkers): False when waiting jobs sit on
+        queues no worker or WorkerPool serves, so that a flow that will never run does not look
+        merely slow. Such a flow is watched until a worker comes (NoWorkersWatch)."""
+        unserved: list[str] | None
         try:
             unserved = [
                 q
-                for q in waiting
+                for q in waiting_queues(flow.jobs, snaps)
                 if not await self.queue_workers.served(
                     flow.conn, flow.ref.namespace, flow.prefix, q
                 )
             ]
         except Exception as err:  # a lookup failure must not hold the status back
             log.debug("looking for workers of flow %s failed: %s", flow.ref.name, err)
-            return status.conditions  # keep what it said; the next refresh looks again
-        if unserved:
-            return set_condition(
-                status.conditions,
-                "WorkersAvailable",
-                False,
-                "NoWorkers",
-                f"no BullMQ worker is connected to queue(s) {', '.join(unserved)} "
-                f"(prefix {flow.prefix}) and no WorkerPool serves them",
-                flow.generation,
-            )
-        return set_condition(
-            status.conditions,
-            "WorkersAvailable",
-            True,
-            "WorkersAvailable",
-            "every queue with waiting jobs has a worker or a WorkerPool",
-            flow.generation,
-        )
+            unserved = None  # keep what it said; the next refresh looks again
+        if unserved is not None:
+            self.no_workers.note(flow, unserved)
+        return workers_conditions(status.conditions, unserved, flow.prefix, flow.generation)
 
     async def _emit_transitions(self, flow: TrackedFlow, old: FlowStatus, new: FlowStatus) -> None:
         """Events for what changed in a status just written. Best effort: the status holds the
@@ -252,7 +236,7 @@ class FlowStatusWriter:
                     "Warning",
                     "JobFailed",
                     f"job {node.path} ({node.name} on {node.queue}) failed after "
-                    f"{node.attempts_made} attempt(s): {node.failed_reason}",
+                    f"{plural(node.attempts_made, 'attempt')}: {node.failed_reason}",
                 )
         if new.phase != old.phase and new.phase in FINISHED_PHASES:
             ready = next(c for c in new.conditions if c.type == "Ready")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -38,6 +39,19 @@ class QueueWorkers:
             cached = (time.monotonic() + self.cache_seconds, lookup)
             self._answers[key] = cached
         return await asyncio.shield(cached[1])
+
+    def forget(
+        self, namespace: str, prefix: str, queues: Iterable[str], url: str | None = None
+    ) -> None:
+        """Drop cached answers for these queues (of one Redis, or of any): a worker or a
+        WorkerPool appeared for them, and the next question must look again."""
+        wanted = set(queues)
+        for key in [
+            k
+            for k in self._answers
+            if k[1] == namespace and k[2] == prefix and k[3] in wanted and url in (None, k[0])
+        ]:
+            del self._answers[key]
 
     def _forget_failed(self, key: _Key, lookup: asyncio.Future[bool]) -> None:
         failed = lookup.cancelled() or lookup.exception() is not None

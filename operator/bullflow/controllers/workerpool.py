@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -73,6 +73,8 @@ class WorkerPoolController:
         self.secrets = DefaultSecrets(self.apps, pool.default_url)
         self.pools: dict[str, PoolState] = {}
         self._readers: dict[str, QueueReader] = {}
+        # Called with (namespace, prefix, queues) when a pool starts serving queues.
+        self.on_serving: Callable[[str, str, list[str]], None] | None = None
 
     # -- API for handlers and for the Flow controller ------------------------------------------
 
@@ -181,11 +183,17 @@ class WorkerPoolController:
             state.stabilizer,
             self.workloads.applied(ref.uid),
         )
+        served_before = state.spec
         try:
             spec = state.spec = WorkerPoolSpec.model_validate(body.get("spec") or {})
         except ValidationError as err:
             state.spec = None
             return replace(seen, invalid_spec=format_validation_error(err)), None
+        if self.on_serving is not None and (
+            served_before is None
+            or (served_before.prefix, served_before.queues) != (spec.prefix, spec.queues)
+        ):  # flows that wait for workers on these queues need not wait for a resync
+            self.on_serving(ref.namespace, spec.prefix, spec.queues)
         conn: BullRedis | None = None
         unavailable: Unavailable | None = None
         try:

@@ -53,6 +53,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["kopf_storages"] = (progress, diffbase)
     memo["workerpools"] = WorkerPoolController(config, kube, pool)
     flows.on_submit = memo["workerpools"].notify_work
+    memo["workerpools"].on_serving = flows.statuses.no_workers.pool_serves
 
 
 @kopf.on.cleanup()

@@ -63,7 +63,9 @@ if ready ~= nil and ready.message ~= nil and ready.message ~= "" then
   hs.message = hs.message .. ": " .. ready.message
 end
 local workers = condition(status.conditions, "WorkersAvailable")
-if workers ~= nil and workers.status == "False" and workers.message ~= nil then
+-- The operator also puts this message in Ready (reason NoWorkers): say it once.
+local said = workers ~= nil and ready ~= nil and ready.message == workers.message
+if workers ~= nil and workers.status == "False" and workers.message ~= nil and not said then
   hs.message = hs.message .. "; " .. workers.message
 end
 return hs
