@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..cancellation import raise_if_cancelling
 from ..config import Settings
+from ..logs import about
 from ..models.workerpool import Backlog, WorkerPoolSpec
 from ..redaction import describe_error, scrub
 from ..services.conditions import now_rfc3339
@@ -147,13 +148,15 @@ class WorkerPoolController:
         ref = state.ref
         message = describe_error(err)
         metrics.TASK_FAILURES.labels("workerpool-loop").inc()
-        log.error(
+        # A warning: the loop retries (ERROR is for what stopped, as in the operator's logs).
+        log.warning(
             "WorkerPool %s/%s: reconcile failed (%d in a row), retrying in %.0fs: %s",
             ref.namespace,
             ref.name,
             failures,
             retry_in,
             message,
+            extra=about(ref.namespace, ref.name),
         )
         log.debug("WorkerPool %s/%s: reconcile failure", ref.namespace, ref.name, exc_info=err)
         generation = body["metadata"].get("generation")
