@@ -5,7 +5,7 @@ plane (started with `python -m tests.harness up` and left running; `make cluster
 it). Redis: $BULLFLOW_REDIS_URL, else the local cluster's, else a redis-server that lives as long
 as the demo. The operator and the workers run here, as local processes, for the length of the
 demo. The CRDs are applied with Helm's ownership metadata for the release the docs install
-(docs/helm-chart.md), so that `helm install` afterwards adopts them instead of refusing.
+(docs/operations.md), so that `helm install` afterwards adopts them instead of refusing.
 At the end it prints the shell lines (exports, a PATH with kubectl, `kubectl bullflow` and helm)
 to look at the flow from the user's own shell.
 """
@@ -37,13 +37,14 @@ EXAMPLE = ROOT / "examples" / "order.yaml"
 # examples/order.yaml's jobs say what to do in their data (result, combine: collect): the
 # scripted processor is the one that reads it.
 PROCESSOR = "bullflow_worker.processors:scripted"
-# The release docs/helm-chart.md installs: `helm install bullflow charts/bullflow -n bullflow`.
+# The release docs/operations.md installs ("CRDs applied before Helm").
 HELM_RELEASE = "bullflow"
-HELM_NAMESPACE = "bullflow"
+HELM_NAMESPACE = "bullflow-system"
 HELM_INSTALL = (
     f"helm install {HELM_RELEASE} charts/bullflow -n {HELM_NAMESPACE} --create-namespace "
-    "--set redis.existingSecret.name=bullflow-redis"
+    '--set redis.url="$BULLFLOW_REDIS_URL"'
 )
+CHART_TEMPLATES = ROOT / "charts" / "bullflow" / "templates" / "crds"
 RELEASE_NAME_KEY = "meta.helm.sh/release-name"
 RELEASE_NAMESPACE_KEY = "meta.helm.sh/release-namespace"
 SYMBOLS = {
@@ -122,11 +123,16 @@ def owning_release(existing: list[dict]) -> tuple[str, str]:
     return HELM_RELEASE, HELM_NAMESPACE
 
 
-def crd_documents() -> list[dict]:
-    docs: list[dict] = []
+def crd_documents() -> tuple[list[dict], list[dict]]:
+    """crds/' objects: (those the chart also has as templates, whose ownership Helm checks;
+    the rest, e.g. kopf's peering CRDs, which the chart's crds/ folder creates only when
+    missing, so Helm never asks who owns them)."""
+    templated: list[dict] = []
+    plain: list[dict] = []
     for path in sorted((ROOT / "crds").glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
-    return docs
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        (templated if (CHART_TEMPLATES / path.name).exists() else plain).extend(docs)
+    return templated, plain
 
 
 def shell_tools(
@@ -256,12 +262,12 @@ def run_demo(tools: Tools, env: dict[str, str]) -> tuple[int, str, tuple[str, st
     version = json.loads(kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]
     say(f"cluster: {server} ({version})")
     say(f"redis: {env['BULLFLOW_REDIS_URL']}")
-    crds = crd_documents()
+    templated, plain = crd_documents()
     existing = kubectl("get", "-f", str(ROOT / "crds"), "--ignore-not-found", "-o", "json")
     found = json.loads(existing) if existing.strip() else {}
     # One object found comes back as itself, several as a List.
     release = owning_release(found.get("items", [found] if found else []))
-    owned = helm_owned(crds, *release)
+    owned = [*helm_owned(templated, *release), *plain]
     kubectl(
         "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=yaml.safe_dump_all(owned)
     )
