@@ -9,8 +9,9 @@ and name); bullflow's own loggers pass the same with `extra=about(namespace, nam
 
 kopf logs a handler that will be retried ("failed temporarily", "will try again in") at ERROR,
 as it does a handler that gave up: `RetryAsWarning` lowers the first to WARNING, so that ERROR
-means something stopped. Redaction happens before any of this (redaction.py scrubs every
-record when it is created).
+means something stopped. Redaction: redaction.py scrubs every record's message and traceback
+when it is created; the extras, which these formats print and kopf's did not, are scrubbed here
+with the whole line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+
+from .redaction import scrub
 
 # Record attributes that are not extras: the standard ones, and what kopf's object loggers add
 # for their own use (the operator's settings object, whether to post the line as an Event).
@@ -59,7 +62,7 @@ class TextFormatter(logging.Formatter):
         parts.extend(f"{k}={v}" for k, v in extras_of(record).items())
         line = " ".join(parts)
         trace = self._trace(record)
-        return f"{line}\n{trace}" if trace else line
+        return scrub(f"{line}\n{trace}" if trace else line)
 
     def _trace(self, record: logging.LogRecord) -> str:
         text = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else "")
@@ -83,7 +86,7 @@ class JsonFormatter(TextFormatter):
         trace = self._trace(record)
         if trace:
             doc["exc"] = trace
-        return json.dumps(doc, default=str)
+        return scrub(json.dumps(doc, default=str))
 
 
 def is_retry(message: str) -> bool:

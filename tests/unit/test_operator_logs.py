@@ -127,6 +127,14 @@ def test_redaction_still_applies_to_every_formatted_line(capture):
     assert text.count("WARNING") == 1 and '"level": "warning"' in text
 
 
+def test_extras_are_scrubbed_too(capture):
+    remember_url("redis://:extra-s3cret@redis:6379")
+    for fmt in ("text", "json"):
+        logs.install(fmt)
+        logging.getLogger("bullflow.test").warning("m", extra={"url": "redis://:extra-s3cret@r"})
+    assert "extra-s3cret" not in capture.getvalue() and "***" in capture.getvalue()
+
+
 def test_install_twice_adds_one_filter(capture):
     logs.install("text")
     logs.install("json")
