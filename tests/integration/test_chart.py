@@ -76,7 +76,11 @@ def crds_dir_objects(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[s
 def test_rendered_crds_equal_crds_dir(harness_tools: Tools) -> None:
     rendered = crds_dir_objects(render(harness_tools))
     sources = crds_dir_objects(
-        [yaml.safe_load(path.read_text()) for path in sorted((ROOT / "crds").glob("*.yaml"))]
+        [
+            yaml.safe_load(path.read_text())
+            for path in sorted((ROOT / "crds").glob("*.yaml"))
+            if path.name != "kopf-peerings.yaml"  # in the chart's Helm crds/, not its templates
+        ]
     )
     assert set(rendered) == set(sources)
     assert {kind for kind, _ in sources} == set(CRDS_DIR_KINDS)
