@@ -133,9 +133,9 @@ def handled(log: str, flow: str) -> bool:
         if not line.startswith("{"):
             continue
         record = json.loads(line)
-        if record.get("name") == flow and record.get(
-            "message", ""
-        ).startswith("Handler 'flow_reconcile' succeeded"):
+        if record.get("name") == flow and record.get("message", "").startswith(
+            "Handler 'flow_reconcile' succeeded"
+        ):
             return True
     return False
 
