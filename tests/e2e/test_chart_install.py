@@ -14,6 +14,7 @@ import collections
 import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -119,6 +120,12 @@ def release(
         f"watchNamespaces={{{rel.watched}}}",
         "--set",
         f"redis.url={redis_server.url}",
+        # Validated by the real API server at install (tests/integration/test_chart.py checks
+        # its shape).
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.egress.enabled=true",
         "--wait",
         "--timeout=120s",
     )
@@ -181,6 +188,74 @@ def test_chart_objects_in_cluster(release: Release, kubectl: Any, kube_client: A
     for kind, name in CRDS:
         out = kubectl("get", kind, name, "-o", "yaml").stdout
         assert "helm.sh/resource-policy: keep" in out
+
+
+def test_network_policy_installed(release: Release, kubectl: Any) -> None:
+    policy = yaml.safe_load(
+        kubectl(
+            "get", "networkpolicy", f"{RELEASE}-bullflow", "-n", release.namespace, "-o", "yaml"
+        ).stdout
+    )
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    pods = kubectl(
+        "get",
+        "pods",
+        "-n",
+        release.namespace,
+        "-o",
+        "name",
+        "-l",
+        ",".join(f"{k}={v}" for k, v in policy["spec"]["podSelector"]["matchLabels"].items()),
+    ).stdout.split()
+    assert len(pods) == 1, pods  # it selects the operator pod
+
+
+def test_helm_test_hook_checks_a_real_operator(
+    release: Release,
+    harness_tools: Tools,
+    kubectl: Any,
+    local_cluster: LocalCluster,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    """The release's `helm test` pod is accepted by the API server (restricted settings), and its
+    check, run here against a real operator's health and metrics endpoints, passes; it fails on
+    an endpoint without bullflow's metrics. (kwok pods do not run, so `helm test` itself would
+    wait forever.)"""
+    hooks = helm(
+        harness_tools, release.kubeconfig, "get", "hooks", RELEASE, "-n", release.namespace
+    )
+    (pod,) = [d for d in yaml.safe_load_all(hooks.stdout) if d and d["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    dry_run = kubectl(
+        "apply", "--dry-run=server", "-n", release.namespace, "-f", "-", input=yaml.safe_dump(pod)
+    )
+    assert "created (server dry run)" in dry_run.stdout, dry_run.stdout + dry_run.stderr
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:2] == ["python", "-c"]
+    (tmp_path / "operator").mkdir()
+    operator = OperatorProcess(
+        local_cluster.kubeconfig,
+        redis_server.url,
+        tmp_path / "operator",
+        namespaces=[release.watched],
+    ).start()
+    try:
+        assert operator.proc is not None
+        health = next(a for a in operator.proc.argv if a.startswith("--liveness=")).partition("=")[
+            2
+        ]
+        metrics = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+        check = [sys.executable, "-c", command[2]]
+        ok = subprocess.run([*check, health, metrics], capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert ok.stdout.splitlines() == [f"ok {health}", f"ok {metrics}"]
+        wrong = subprocess.run(
+            [*check, health, health], capture_output=True, text=True, timeout=120
+        )
+        assert wrong.returncode != 0 and "no bullflow_ metric" in wrong.stderr, wrong
+    finally:
+        operator.stop()
 
 
 def test_rbac_is_sufficient_for_flows(
