@@ -8,6 +8,8 @@ K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
+# Prometheus 3.x is published to the module proxy as v0.3XX.Y (v0.316.0 = Prometheus 3.16.0).
+PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 
@@ -81,9 +83,15 @@ build_go_install() { # name version package [ldflags]
   local out="$CACHE/$name-$version"
   [[ -x "$out/$name" ]] && { log "$name $version cached"; return; }
   log "building $name $version"
-  mkdir -p "$out.tmp"
-  GOFLAGS=-buildvcs=false GOBIN="$out.tmp" go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
-  rm -rf "$out" && mv "$out.tmp" "$out"
+  # A directory of its own: two builds at once (two `make bootstrap`s) must not share one.
+  local tmp
+  tmp="$(mktemp -d "$out.tmp.XXXXXX")" && chmod 755 "$tmp"
+  GOFLAGS=-buildvcs=false GOBIN="$tmp" go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
+  if [[ -x "$out/$name" ]]; then  # the other build finished first: same binary, keep it
+    rm -rf "$tmp"
+  else
+    rm -rf "$out" && mv "$tmp" "$out"
+  fi
 }
 
 main() {
@@ -98,6 +106,8 @@ main() {
                 "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" ;;&
     all|helm) build_go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
                 "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;&
+    all|promtool) build_go_install promtool "$PROMTOOL_VERSION" \
+                github.com/prometheus/prometheus/cmd/promtool ;;&
     *) ;;
   esac
   log "tools ready in $((SECONDS - start))s; cache $(du -sh "$CACHE" 2>/dev/null | cut -f1) at $CACHE"

@@ -1,7 +1,10 @@
 """Locates the control plane's binaries built by hack/build-tools.sh (building them if missing).
 
 The version defaults and environment variables mirror hack/build-tools.sh exactly:
-BULLFLOW_CACHE, K8S_VERSION, ETCD_VERSION, KWOK_VERSION, HELM_VERSION.
+BULLFLOW_CACHE, K8S_VERSION, ETCD_VERSION, KWOK_VERSION, HELM_VERSION, PROMTOOL_VERSION.
+
+promtool is located apart (ensure_promtool): only the chart's alert and dashboard checks need
+it, so a missing promtool never holds up the tests that start a cluster.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ DEFAULT_K8S_VERSION = "v1.34.4"
 DEFAULT_ETCD_VERSION = "v3.6.16"
 DEFAULT_KWOK_VERSION = "v0.8.0"
 DEFAULT_HELM_VERSION = "v3.19.0"
+DEFAULT_PROMTOOL_VERSION = "v0.316.0"
 
 
 def cache_dir() -> Path:
@@ -80,6 +84,32 @@ def expected_tools() -> Tools:
         kwok=cache / f"kwok-{kwok}" / "kwok",
         helm=cache / f"helm-{helm}" / "helm",
     )
+
+
+def expected_promtool() -> Path:
+    version = os.environ.get("PROMTOOL_VERSION") or DEFAULT_PROMTOOL_VERSION
+    return cache_dir() / f"promtool-{version}" / "promtool"
+
+
+def ensure_promtool(build: bool = True) -> Path:
+    """promtool's path; builds it (hack/build-tools.sh promtool) when missing."""
+    path = expected_promtool()
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    if not build:
+        raise FileNotFoundError(f"missing {path}")
+    path.parents[1].mkdir(parents=True, exist_ok=True)
+    with open(path.parents[1] / ".build-tools.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():
+            log.warning("building promtool with %s", BUILD_SCRIPT)
+            env = dict(os.environ, BULLFLOW_CACHE=str(path.parents[1]))
+            subprocess.run(
+                ["bash", str(BUILD_SCRIPT), "promtool"], check=True, env=env, cwd=REPO_ROOT
+            )
+    if not path.is_file():
+        raise FileNotFoundError(f"build-tools.sh finished but {path} is missing")
+    return path
 
 
 def ensure_tools(build: bool = True) -> Tools:
