@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,27 @@ def test_helm_lint(harness_tools: Tools, values: Path | None) -> None:
         args += ["-f", str(values)]
     out = helm(harness_tools, *args).stdout
     assert "0 chart(s) failed" in out
+
+
+def test_helm_package(harness_tools: Tools, tmp_path: Path) -> None:
+    """What `make release-check` ships: the packaged chart at the package version, with its
+    README, icon, schema and test hook."""
+    helm(harness_tools, "package", str(CHART), "--destination", str(tmp_path))
+    archive = tmp_path / f"bullflow-{bullflow.__version__}.tgz"
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        chart_file = tar.extractfile("bullflow/Chart.yaml")
+        assert chart_file is not None
+        chart = yaml.safe_load(chart_file.read())
+    assert chart["version"] == chart["appVersion"] == bullflow.__version__
+    for name in (
+        "README.md",
+        "icon.svg",
+        "values.schema.json",
+        "templates/tests/test-operator-health.yaml",
+        "templates/networkpolicy.yaml",
+    ):
+        assert f"bullflow/{name}" in names, name
 
 
 @pytest.mark.parametrize(
