@@ -1,5 +1,4 @@
-"""charts/bullflow/README.md is generated from values.yaml's `# --` comments (hack/chart_readme.py).
-"""
+"""The chart README is generated from values.yaml's `# --` comments (hack/chart_readme.py)."""
 
 from __future__ import annotations
 
