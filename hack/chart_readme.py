@@ -149,25 +149,31 @@ Version {chart["version"]}, app version {chart["appVersion"]}, Kubernetes
 ## Install
 
 From a clone of the repository (or the packaged chart, `dist/{name}-{chart["version"]}.tgz`,
-made by `make release-check`), with a default Redis for Flows without `spec.connection`:
+made by `make release-check`), with a default Redis for Flows without `spec.connection` (a
+Secret holding its URL, `redis://host:6379/0` or `rediss://` for TLS):
 
+<!-- doc-test: scenario=chart -->
 ```sh
-helm install {name} charts/{name} --namespace {name} --create-namespace \\
-  --set redis.existingSecret.name=redis-url   # a Secret with the key `url`: redis://host:6379/0
+kubectl create namespace {name}-system
+kubectl -n {name}-system create secret generic {name}-redis --from-literal=url="$BULLFLOW_REDIS_URL"
+helm install {name} charts/{name} --namespace {name}-system \\
+  --set redis.existingSecret.name={name}-redis
 ```
 
 ## Upgrade
 
+<!-- doc-test: scenario=chart -->
 ```sh
-helm upgrade {name} charts/{name} --namespace {name} --reuse-values
+helm upgrade {name} charts/{name} --namespace {name}-system --reuse-values
 ```
 
 The CRDs are templates of the chart, so an upgrade updates them too.
 
 ## Test
 
+<!-- doc-test: not-run (the test pod must run to completion: the test suite's nodes are fake; its check is run by tests/e2e/test_chart_install.py) -->
 ```sh
-helm test {name} --namespace {name}
+helm test {name} --namespace {name}-system
 ```
 
 A pod running the operator image checks the operator's health endpoint and its metrics through
@@ -175,12 +181,15 @@ the metrics Service (rendered with `metrics.enabled`).
 
 ## Uninstall
 
+<!-- doc-test: scenario=chart -->
 ```sh
-helm uninstall {name} --namespace {name}
+helm uninstall {name} --namespace {name}-system
 ```
 
 With `crds.keep` (the default) the CRDs, and so every Flow and WorkerPool, stay in the cluster;
 delete them with `kubectl delete crd flows.bullflow.io workerpools.bullflow.io` when you mean it.
+Delete the Flows before the operator: their finalizer needs it
+([docs/operations.md](../../docs/operations.md#uninstall-and-finalizers)).
 
 ## Values
 
