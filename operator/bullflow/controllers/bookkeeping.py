@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from .. import metrics
 from ..cancellation import raise_if_cancelling
+from ..logs import about
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Bookkeeper:
                 "adding the finalizer of flow %s/%s failed, retrying: %s",
                 *_names(item),
                 describe_api_error(err),
+                extra=about(*_names(item)),
             )
         again = replace(item, attempt=item.attempt + 1)
         asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, again)

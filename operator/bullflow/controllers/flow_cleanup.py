@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..cancellation import raise_if_cancelling
+from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
 from ..services.flowstatus import FINISHED_PHASES
@@ -65,7 +66,12 @@ class TtlTimers:
 
     async def _delete_at(self, ref: ObjectRef, due: float) -> None:
         await asyncio.sleep(max(0.0, due - datetime.now(UTC).timestamp()))
-        log.info("deleting finished flow %s/%s (ttlSecondsAfterFinished)", ref.namespace, ref.name)
+        log.info(
+            "deleting finished flow %s/%s (ttlSecondsAfterFinished)",
+            ref.namespace,
+            ref.name,
+            extra=about(ref.namespace, ref.name),
+        )
         attempt = 0
         while True:
             raise_if_cancelling()  # a library may have swallowed the cancellation
@@ -82,6 +88,7 @@ class TtlTimers:
                     ref.name,
                     delay,
                     describe_api_error(err),
+                    extra=about(ref.namespace, ref.name),
                 )
                 attempt += 1
                 await asyncio.sleep(delay)
@@ -127,6 +134,7 @@ class FlowCleanup:
                 ref.namespace,
                 ref.name,
                 err,
+                extra=about(ref.namespace, ref.name),
             )
 
     async def _clean_up(self, ref: ObjectRef, body: Any, retry: int) -> None:

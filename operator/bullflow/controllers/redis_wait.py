@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import metrics
 from ..cancellation import raise_if_cancelling
+from ..logs import about
 from ..redaction import redacted_url
 from ..storage.redis_jobs import BullRedis
 
@@ -72,7 +73,11 @@ class RedisWait:
                     metrics.TASK_FAILURES.labels("redis-wait").inc()
                     meta = body["metadata"]
                     log.warning(
-                        "submitting flow %s/%s failed: %s", meta["namespace"], meta["name"], err
+                        "submitting flow %s/%s failed: %s",
+                        meta["namespace"],
+                        meta["name"],
+                        err,
+                        extra=about(meta["namespace"], meta["name"]),
                     )
             delay = 0.1
 

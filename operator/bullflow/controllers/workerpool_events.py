@@ -8,6 +8,7 @@ import logging
 
 from .. import metrics
 from ..cancellation import raise_if_cancelling
+from ..logs import about
 from ..models.workerpool import WorkerPoolSpec
 from ..redaction import describe_error
 from ..storage.kube import ObjectRef
@@ -69,6 +70,7 @@ class NewWorkWatch:
                     self.ref.namespace,
                     self.ref.name,
                     describe_error(err),
+                    extra=about(self.ref.namespace, self.ref.name),
                 )
                 streams = None
                 await asyncio.sleep(1.0)

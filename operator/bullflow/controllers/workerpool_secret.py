@@ -10,6 +10,7 @@ import logging
 import time
 
 from .. import GROUP, VERSION
+from ..logs import about
 from ..services.connection_secret import (
     SecretAction,
     build_default_connection_secret,
@@ -74,7 +75,14 @@ class DefaultSecrets:
             version = existing.resource_version
         if action is not SecretAction.KEEP:
             done = "created" if action is SecretAction.CREATE else "updated"
-            log.info("WorkerPool %s/%s: %s Secret %s", ref.namespace, ref.name, done, name)
+            log.info(
+                "WorkerPool %s/%s: %s Secret %s",
+                ref.namespace,
+                ref.name,
+                done,
+                name,
+                extra=about(ref.namespace, ref.name),
+            )
         secret = ManagedSecret(name, version)
         self._checked[ref.uid] = (secret, now)
         return secret

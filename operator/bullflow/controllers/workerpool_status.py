@@ -11,6 +11,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from .. import metrics
+from ..logs import about
 from ..models.workerpool import Backlog, WorkerPoolStatus
 from ..redaction import scrub
 from ..services.conditions import set_condition
@@ -38,7 +39,13 @@ class PoolReport:
         try:
             await self.kube.patch_status(self.ref, status.to_wire())
         except ApiException as err:
-            log.warning("WorkerPool %s: status patch failed: %s", self.ref.name, err.reason)
+            log.warning(
+                "WorkerPool %s/%s: status patch failed: %s",
+                self.ref.namespace,
+                self.ref.name,
+                err.reason,
+                extra=about(self.ref.namespace, self.ref.name),
+            )
             return
         metrics.STATUS_PATCHES.labels("workerpool").inc()
         self.written = status

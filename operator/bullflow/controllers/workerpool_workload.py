@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from ..logs import about
 from ..services.scaling import deletion_costs
 from ..services.worker_deployment import ScaleState, deployment_name
 from ..services.workerpool_decision import Applied, DeploymentApply, Rescale
@@ -55,6 +56,7 @@ class Workloads:
                 plan.current,
                 plan.desired,
                 plan.reason,
+                extra=about(ref.namespace, ref.name),
             )
             await self.kube.event(ref, "Normal", *plan.event)
         return scale
