@@ -81,7 +81,7 @@ def reachable(kubectl: Path, kubeconfig: str | None) -> bool:
 
 
 def local_cluster_env() -> dict[str, str]:
-    say("no reachable cluster configured: starting the local control plane and Redis")
+    say("no reachable cluster configured: the local control plane and Redis (started if down)")
     out = subprocess.run(
         [sys.executable, "-m", "tests.harness", "up"],
         cwd=ROOT,
