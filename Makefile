@@ -38,8 +38,12 @@ tests/interop/node_modules/.package-lock.json: tests/interop/package-lock.json
 npm-deps: tests/interop/node_modules/.package-lock.json ## Install Node.js BullMQ for interop tests
 
 .PHONY: tools
-tools: ## Build etcd, kube-apiserver & co, kwok and helm from source (cached in $BULLFLOW_CACHE)
+tools: ## Build etcd, kube-apiserver & co, kwok, helm and promtool from source (cached in $BULLFLOW_CACHE)
 	@bash hack/build-tools.sh
+
+.PHONY: cluster-tools
+cluster-tools: ## Build only what a local cluster needs (no promtool): for demo and cluster-up
+	@bash hack/build-tools.sh cluster
 
 .PHONY: test
 test: bootstrap lint ## Lint, then every test tier (unit, integration, e2e) against real Redis and Kubernetes
@@ -101,7 +105,7 @@ release-check: venv tools ## Build sdists, wheels and the chart into dist/ and c
 	@PY=$(PY) bash hack/release-check.sh
 
 .PHONY: cluster-up
-cluster-up: bootstrap ## Start the local control plane + Redis in the background; prints the env to use
+cluster-up: apt-deps venv cluster-tools ## Start the local control plane + Redis in the background; prints the env to use
 	$(PY) -m tests.harness up
 
 .PHONY: cluster-down
@@ -109,7 +113,7 @@ cluster-down: venv ## Stop the local control plane + Redis started by cluster-up
 	$(PY) -m tests.harness down
 
 .PHONY: demo
-demo: bootstrap ## Run the demo on $KUBECONFIG's cluster if reachable, else on a local one
+demo: apt-deps venv cluster-tools ## Run the demo on $KUBECONFIG's cluster if reachable, else on a local one
 	$(PY) hack/demo.py
 
 .PHONY: clean

@@ -107,11 +107,11 @@ main() {
   local start=$SECONDS
   local only="${1:-all}"
   case "$only" in
-    all|etcd) build_etcd ;;&
-    all|kubernetes) build_kubernetes ;;&
-    all|kwok) build_go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
+    all|cluster|etcd) build_etcd ;;&
+    all|cluster|kubernetes) build_kubernetes ;;&
+    all|cluster|kwok) build_go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
                 "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" ;;&
-    all|helm) build_go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+    all|cluster|helm) build_go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
                 "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;&
     # remove_all_sd: without the service discoveries (cloud SDKs) promtool builds in a fraction
     # of the time; the tests use only `check rules` and `test rules`.

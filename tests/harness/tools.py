@@ -131,7 +131,9 @@ def ensure_tools(build: bool = True) -> Tools:
         if tools.missing():
             log.warning("building missing tools %s with %s", tools.missing(), BUILD_SCRIPT)
             env = dict(os.environ, BULLFLOW_CACHE=str(tools.cache))
-            subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, env=env, cwd=REPO_ROOT)
+            subprocess.run(
+                ["bash", str(BUILD_SCRIPT), "cluster"], check=True, env=env, cwd=REPO_ROOT
+            )
     if tools.missing():
         raise FileNotFoundError(
             f"build-tools.sh finished but binaries are missing: {tools.missing()}"
