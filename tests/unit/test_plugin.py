@@ -83,7 +83,7 @@ def test_failed_nested_flow_ascii() -> None:
             ],
         }
     )
-    out = render_tree(failed, ascii=True)
+    out = render_tree(failed, style="ascii")
     assert "Phase:       XX Failed\n" in out
     assert "Message:     job 0.1 (bad-child) failed: card declined\n" in out
     assert "Duration:    2s\n" in out
@@ -197,7 +197,7 @@ def test_child_values_are_shown_by_the_childrens_names() -> None:
         {"key": "bull:other:x", "value": {"k": "v"}},
     ]
     parent = node("0", "total", "p", "completed", returnValue=42, childrenValues=values)
-    out = render_tree(flow({"phase": "Completed", "nodes": [parent]}), ascii=True)
+    out = render_tree(flow({"phase": "Completed", "nodes": [parent]}), style="ascii", width=120)
     assert '42 <- part-a=2, part-b=40, bull:other:x={"k":"v"}' in out
     # A status written by an older operator: BullMQ's own map, shown by key.
     old = node("0", "total", "p", "waiting-children", childrenValues={"bull:c:1": 2})
