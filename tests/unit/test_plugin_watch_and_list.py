@@ -160,8 +160,16 @@ def test_list_fits_80_columns() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "age"),
-    [(5, "5s"), (119, "119s"), (200, "3m20s"), (600, "10m"), (3 * 3600 + 60, "3h1m")]
-    + [(20 * 3600, "20h"), (3 * 86400 + 4 * 3600, "3d4h"), (12 * 86400, "12d")],
+    [
+        (5, "5s"),
+        (119, "119s"),
+        (200, "3m20s"),
+        (600, "10m"),
+        (3 * 3600 + 60, "3h1m"),
+        (20 * 3600, "20h"),
+        (3 * 86400 + 4 * 3600, "3d4h"),
+        (12 * 86400, "12d"),
+    ],
 )
 def test_age(seconds: int, age: str) -> None:
     assert format_age(timedelta(seconds=seconds).total_seconds()) == age
