@@ -229,3 +229,31 @@ def test_args() -> None:
     )
     with pytest.raises(SystemExit):
         parse_args(["tree"])
+
+
+def test_stopped_and_retried_flows_say_so() -> None:
+    stopped = flow(
+        {
+            "phase": "Stopped",
+            "conditions": [
+                {"type": "Stopped", "status": "True", "reason": "Stopped", "message": "by bo at T"}
+            ],
+            "nodes": [node("0", "root", "q", "removed"), node("0.0", "c", "q", "completed")],
+        }
+    )
+    out = render_tree(stopped)
+    assert "Phase:       ■ Stopped\n" in out and "Message:     by bo at T\n" in out
+    assert "○ root" in out and "Phase:       Stopped\n" in render_tree(stopped, style="plain")
+    retried = flow(
+        {
+            "phase": "Failed",
+            "retryCount": 23,
+            "retries": [{"value": "t", "time": "2026-01-01T10:00:00Z", "nodes": ["0.1"]}],
+            "conditions": [
+                {"type": "Retried", "status": "False", "reason": "RetryRefused", "message": "no"}
+            ],
+        }
+    )
+    out = render_tree(retried)
+    assert "Retried:     23 times, last at 2026-01-01T10:00:00Z\n" in out
+    assert "Message:     no\n" in out

@@ -108,25 +108,34 @@ def with_status(phase: str, handled: str | None, retried: dict[str, Any] | None)
 
 def test_retry_outcome() -> None:
     applied = {"type": "Retried", "status": "True", "reason": "Applied", "message": "2 jobs"}
-    refused = {"type": "Retried", "status": "False", "reason": "JobsGone", "message": "removed"}
+    refused = {"type": "Retried", "status": "False", "reason": "RetryRefused", "message": "gone"}
+    pending = {"type": "Retried", "status": "False", "reason": "RetryPending", "message": "w"}
     assert ops.retry_outcome(with_status("Failed", None, None), "t1") is None
     assert ops.retry_outcome(with_status("Failed", "t0", refused), "t1") is None
     assert ops.retry_outcome(with_status("Running", "t1", applied), "t1") == ops.Outcome(
         True, "flow/etl retry applied: phase Running"
     )
     assert ops.retry_outcome(with_status("Failed", "t1", refused), "t1") == ops.Outcome(
-        False, "flow/etl retry refused (JobsGone): removed"
+        False, "flow/etl: gone"
     )
+    assert ops.retry_outcome(with_status("Failed", "t0", pending), "t1") is None
 
 
 def test_stop_outcome() -> None:
     stopped = {"type": "Stopped", "status": "True", "message": "by alice at T"}
-    assert ops.stop_outcome(with_status("Running", None, None)) is None
-    assert ops.stop_outcome(with_status("Stopped", None, stopped)) == ops.Outcome(
+    stopping = {"type": "Stopped", "status": "False", "reason": "Stopping", "message": "1 runs"}
+    refused = {"type": "Stopped", "status": "False", "reason": "StopRefused", "message": "no"}
+    assert ops.stop_outcome(with_status("Running", None, None), "v") is None
+    assert ops.stop_outcome(with_status("Running", None, stopping), "v") is None
+    assert ops.stop_outcome(with_status("Stopped", None, stopped), "v") == ops.Outcome(
         True, "flow/etl stopped: by alice at T"
     )
-    done = ops.stop_outcome(with_status("Completed", None, None))
+    done = ops.stop_outcome(with_status("Completed", None, None), "v")
     assert done == ops.Outcome(False, "flow/etl ended Completed before the stop took effect")
+    handled = with_status("Running", None, refused)
+    handled["status"]["lastHandledStop"] = "v"
+    assert ops.stop_outcome(handled, "v") == ops.Outcome(False, "flow/etl: no")
+    assert ops.stop_outcome(handled, "an older one") is None
 
 
 def test_resubmitted_keeps_spec_and_labels_drops_key_status_and_bullflow_annotations() -> None:

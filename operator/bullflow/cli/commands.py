@@ -120,7 +120,8 @@ def stop(kube: Kube, args: argparse.Namespace, out: TextIO) -> int:
     if not args.wait:
         return 0
     out.flush()
-    return _report(_follow(kube, namespace, args.flow, ops.stop_outcome, args.timeout), out)
+    found = _follow(kube, namespace, args.flow, lambda f: ops.stop_outcome(f, said), args.timeout)
+    return _report(found, out)
 
 
 def resubmit(kube: Kube, args: argparse.Namespace, out: TextIO) -> int:

@@ -137,26 +137,30 @@ class Outcome:
 
 
 def retry_outcome(flow: dict[str, Any], token: str) -> Outcome | None:
-    """How the operator answered the retry `token`: None while it has not handled it."""
+    """How the operator answered the retry `token`: None while it has not handled it (also
+    while it waits for Redis)."""
     status = flow.get("status") or {}
     if status.get("lastHandledRetry") != token:
         return None
     retried = condition(status, "Retried") or {}
     if retried.get("status") == "True":
         return Outcome(True, f"{ref(flow)} retry applied: phase {phase_of(flow)}")
-    reason = retried.get("reason") or "Refused"
-    message = retried.get("message") or "no message"
-    return Outcome(False, f"{ref(flow)} retry refused ({reason}): {message}")
+    message = retried.get("message") or f"retry {token!r} refused ({retried.get('reason')})"
+    return Outcome(False, f"{ref(flow)}: {message}")
 
 
-def stop_outcome(flow: dict[str, Any]) -> Outcome | None:
-    """Whether the flow stopped: None while it still runs; a flow that ended otherwise first is
-    not an error of the user's but is said (exit 1: it did not stop)."""
+def stop_outcome(flow: dict[str, Any], value: str) -> Outcome | None:
+    """Whether the stop `value` took effect: None while the flow stops (running jobs finish)
+    or the operator has not handled it; a refusal, or a flow that ended otherwise first, is an
+    Outcome that is not ok."""
+    status = flow.get("status") or {}
     phase = phase_of(flow)
+    stopped = condition(status, "Stopped") or {}
     if phase == "Stopped":
-        stopped = condition(flow.get("status") or {}, "Stopped") or {}
         said = f": {stopped['message']}" if stopped.get("message") else ""
         return Outcome(True, f"{ref(flow)} stopped{said}")
+    if status.get("lastHandledStop") == value and stopped.get("reason") == "StopRefused":
+        return Outcome(False, f"{ref(flow)}: {stopped.get('message') or 'stop refused'}")
     if phase in FINISHED_PHASES:
         return Outcome(False, f"{ref(flow)} ended {phase} before the stop took effect")
     return None

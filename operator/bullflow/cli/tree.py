@@ -22,6 +22,7 @@ SYMBOLS = {
     "prioritized": ("◷", ".."),
     "delayed": ("◷", ".."),
     "waiting-children": ("⧗", "<<"),
+    "removed": ("○", "--"),
     "unknown": ("?", "??"),
 }
 PHASE_SYMBOLS = {
@@ -38,6 +39,8 @@ LINES = {
     "plain": ("|-", "`-", "| ", "  "),
 }
 LABEL = "{:<13}"
+# A Stopped condition that is not True still says something while it has these reasons.
+STOP_REASONS = ("Stopping", "StopPending", "StopRefused")
 # Step and queue columns give way (down to MIN_NAME_WIDTH) until the details have this much.
 MIN_DETAIL_WIDTH = 16
 MIN_NAME_WIDTH = 8
@@ -202,19 +205,20 @@ def _header(flow: dict[str, Any], now: datetime, style: Style) -> list[str]:
 
 
 def _message(status: dict[str, Any], phase: str) -> str:
-    """Why the flow is where it is: its failure, who stopped it, a refused retry, or why it
-    waits (invalid, no workers)."""
-    for type_ in ("Failed", "Stopped"):
-        found = condition(status, type_)
-        if found and found.get("status") == "True":
-            return one_line(str(found.get("message", "")))
-    retried = condition(status, "Retried")
-    if retried and retried.get("status") == "False" and retried.get("message"):
-        return one_line(f"retry refused: {retried['message']}")
-    ready = condition(status, "Ready")
+    """Why the flow is where it is: its failure, its stop (who, when, or why not), a retry
+    refused or waiting, or why it waits (invalid, no workers)."""
+    failed = condition(status, "Failed") or {}
+    stopped = condition(status, "Stopped") or {}
+    retried = condition(status, "Retried") or {}
+    ready = condition(status, "Ready") or {}
+    if failed.get("status") == "True":
+        return one_line(str(failed.get("message", "")))
+    if stopped.get("status") == "True" or stopped.get("reason") in STOP_REASONS:
+        return one_line(str(stopped.get("message", "")))
+    if retried.get("status") == "False" and retried.get("reason") != "Retried":
+        return one_line(str(retried.get("message", "")))
     if (
-        ready
-        and ready.get("status") == "False"
+        ready.get("status") == "False"
         and ready.get("message")
         and (phase == "Pending" or ready.get("reason") == "NoWorkers")
     ):
@@ -223,11 +227,14 @@ def _message(status: dict[str, Any], phase: str) -> str:
 
 
 def _retries(status: dict[str, Any]) -> str:
+    """How often the flow was retried (the history keeps only the last ones) and when last."""
     history = [r for r in status.get("retries") or [] if isinstance(r, dict)]
-    if not history:
+    count = status.get("retryCount") or len(history)
+    if not count:
         return ""
-    times = "time" if len(history) == 1 else "times"
-    return f"{len(history)} {times}, last at {history[-1].get('time', '?')}"
+    times = "time" if count == 1 else "times"
+    last = f", last at {history[-1]['time']}" if history and history[-1].get("time") else ""
+    return f"{count} {times}{last}"
 
 
 def _job_table(nodes: list[dict[str, Any]], style: Style, now: datetime, width: int) -> list[str]:
