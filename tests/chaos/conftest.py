@@ -19,8 +19,7 @@ from kubernetes import client
 from tests.chaos import workload
 from tests.chaos.chaos import ChaosRun
 from tests.e2e.operator_proc import ROOT, OperatorProcess, WorkerSet
-from tests.harness.cluster import LocalCluster
-from tests.harness.redis import RedisServer
+from tests.harness.private import private_cluster
 from tests.harness.tools import Tools
 
 # The operator's safety-net resync: production's 60 s by default, so that convergence within the
@@ -49,12 +48,7 @@ def chaos(harness_tools: Tools) -> Iterator[ChaosRun]:
     workdir = Path(tempfile.mkdtemp(prefix="bullflow-chaos-"))
     keep = True
     with contextlib.ExitStack() as stack:
-        cluster = LocalCluster(workdir / "cluster", tools=harness_tools)
-        cluster.start()
-        stack.callback(cluster.stop)
-        redis = RedisServer(workdir / "redis")
-        redis.start()
-        stack.callback(redis.stop)
+        cluster, redis = stack.enter_context(private_cluster(harness_tools, workdir))
         subprocess.run(
             [
                 str(harness_tools.kubectl),

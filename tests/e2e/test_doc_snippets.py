@@ -3,10 +3,8 @@ server (dry run): the README's own-cluster path really takes a flow to `Complete
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,7 @@ import yaml
 
 from tests.e2e.doc_runner import ScenarioRun
 from tests.harness import doc_snippets
-from tests.harness.cluster import LocalCluster
-from tests.harness.redis import RedisServer
+from tests.harness.private import private_cluster
 from tests.harness.tools import Tools
 
 pytestmark = pytest.mark.e2e
@@ -26,25 +23,11 @@ SCENARIOS = doc_snippets.scenario_names(SNIPPETS)
 YAML = [s for s in SNIPPETS if s.lang in doc_snippets.YAML_LANGUAGES]
 
 
-@contextlib.contextmanager
-def fresh_cluster(tools: Tools, workdir: Path) -> Iterator[tuple[LocalCluster, RedisServer]]:
-    """A cluster and Redis of the scenario's own: the scenarios install cluster-wide objects
-    (CRDs, ClusterRoles, a Helm release) the way a first-time user would, on an empty cluster."""
-    with contextlib.ExitStack() as stack:
-        cluster = LocalCluster(workdir / "cluster", tools=tools)
-        cluster.start()
-        stack.callback(cluster.stop)
-        redis = RedisServer(workdir / "redis")
-        redis.start()
-        stack.callback(redis.stop)
-        yield cluster, redis
-
-
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_docs_scenario_runs(name: str, harness_tools: Tools) -> None:
     workdir = Path(tempfile.mkdtemp(prefix=f"bullflow-docs-{name}-"))
-    with fresh_cluster(harness_tools, workdir) as (cluster, redis):
+    with private_cluster(harness_tools, workdir) as (cluster, redis):
         run = ScenarioRun(harness_tools, cluster.kubeconfig, redis.url, workdir)
         try:
             for snippet in doc_snippets.scenario(SNIPPETS, name):

@@ -21,6 +21,7 @@ import pytest
 
 from tests.e2e.operator_proc import ROOT
 from tests.harness.cluster import LocalCluster
+from tests.harness.private import private_cluster
 from tests.harness.process import ManagedProcess, port_open, wait_for
 from tests.harness.redis import RedisServer
 from tests.harness.tools import Tools
@@ -53,15 +54,8 @@ class FreshCluster:
 @pytest.fixture
 def fresh(harness_tools: Tools, tmp_path: Path) -> Iterator[FreshCluster]:
     """A private control plane and Redis: nothing installed but what the test applies."""
-    cluster = LocalCluster(tmp_path / "cluster", tools=harness_tools)
-    cluster.start()
-    redis = RedisServer(tmp_path / "redis")
-    try:
-        redis.start()
+    with private_cluster(harness_tools, tmp_path) as (cluster, redis):
         yield FreshCluster(cluster, redis, harness_tools, tmp_path)
-    finally:
-        redis.stop()
-        cluster.stop()
 
 
 def readme_operator(fresh: FreshCluster) -> ManagedProcess:
