@@ -154,8 +154,13 @@ def test_list_fits_80_columns() -> None:
     for everywhere in (False, True):
         lines = render_list([long], NOW, all_namespaces=everywhere).splitlines()
         assert max(len(line) for line in lines) <= 80, lines
-        assert lines[1].startswith("extract-the-whol") and "…" in lines[1]
-        assert "19999/20000" in lines[1] and lines[1].endswith("RRR…")
+        assert lines[1].startswith("extract-the…") and "19999/20000" in lines[1]
+        assert lines[1].endswith("RRR…")
+    # A long namespace beside a short name and reason is cut only as far as needed.
+    long["metadata"]["name"] = "etl"
+    long["status"]["conditions"] = [{"type": "Ready", "status": "False", "reason": "Failed"}]
+    line = render_list([long], NOW, all_namespaces=True).splitlines()[1]
+    assert len(line) == 80 and line.startswith(LONG[:29] + "…  etl   Failed  19999")
 
 
 @pytest.mark.parametrize(

@@ -57,10 +57,13 @@ def render_list(
     rows = [_row(f, now, all_namespaces) for f in flows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     names = [0, 1] if all_namespaces else [0]
-    fixed = sum(w for i, w in enumerate(widths) if i not in names) + 2 * len(widths)
-    room = width - fixed - len("REASON")
-    for i in names:
-        widths[i] = min(widths[i], max(MIN_NAME_WIDTH, room // len(names)))
+    reason = max(len(r[-1]) for r in [header, *rows])
+    # The name columns give way, the wider first, until the reason fits or they are narrow.
+    while sum(widths) + 2 * len(widths) + reason > width:
+        widest = max(names, key=lambda i: widths[i])
+        if widths[widest] <= MIN_NAME_WIDTH:
+            break
+        widths[widest] -= 1
     lines = []
     for row in [header, *rows]:
         cells = [cut(c, w).ljust(w) for c, w in zip(row, widths, strict=False)]
