@@ -3,6 +3,8 @@ real workers: list, tree --watch, resubmit, and the retry/stop requests and thei
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import subprocess
 from pathlib import Path
@@ -37,6 +39,31 @@ def annotations(flows: Flows, name: str) -> dict[str, str]:
 
 def executions(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
+
+
+def on_a_terminal(cluster: LocalCluster, *args: str) -> str:
+    """What the plugin writes to a pseudo-terminal (newlines as written, not as the terminal
+    shows them); asserts it exits 0."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(PLUGIN), *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # EIO: the plugin exited and closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
 def test_watch_list_and_resubmit(
@@ -83,6 +110,11 @@ def test_watch_list_and_resubmit(
     assert max(len(line) for line in out.splitlines()) <= 80
     first = flows.get("counted")
     assert len(executions(log)) == 3
+
+    # On a terminal: drawn in place (cursor home, clear screen) with the glyphs.
+    on_tty = on_a_terminal(local_cluster, "tree", "counted", "-n", namespace, "--watch")
+    assert on_tty.startswith("\x1b[H\x1b[2J") and on_tty.count("\x1b") == 2, on_tty
+    assert "Phase:       ✔ Completed\n" in on_tty and "├─✔ part-a" in on_tty
 
     listed = plugin(local_cluster, "list", "-n", namespace)
     assert listed.returncode == 0, listed.stderr
