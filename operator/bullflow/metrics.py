@@ -16,6 +16,12 @@ from . import __version__
 
 FLOWS_BY_PHASE = Gauge("bullflow_flows", "Flows known to this operator, by phase", ["phase"])
 SUBMISSIONS = Counter("bullflow_flow_submissions_total", "Flow submissions to Redis", ["result"])
+# outcome: applied | already-applied (found in the marker after a restart) | refused | pending
+# (Redis unreachable: applied once it answers).
+FLOW_RETRIES = Counter(
+    "bullflow_flow_retries_total", "bullflow.io/retry requests handled", ["outcome"]
+)
+FLOW_STOPS = Counter("bullflow_flow_stops_total", "bullflow.io/stop requests handled", ["outcome"])
 SUBMIT_SECONDS = Histogram(
     "bullflow_flow_submit_seconds",
     "Time to add a flow's jobs to Redis (its MULTI/EXEC, shared with flows submitted meanwhile)",
@@ -78,8 +84,8 @@ WORKERPOOL_REPLICAS = Gauge(
     ["namespace", "name", "which"],
 )
 
-PHASES = ("Pending", "Submitted", "Running", "Completed", "Failed")
-FINISHED = ("Completed", "Failed")
+PHASES = ("Pending", "Submitted", "Running", "Completed", "Failed", "Stopped")
+FINISHED = ("Completed", "Failed", "Stopped")
 # Backlog field -> the state label of bullflow_queue_backlog; delayedDue (a part of delayed) and
 # total (a sum of others) are left out so that the states add up.
 QUEUE_STATES = {
@@ -175,12 +181,16 @@ class PhaseBook:
     ) -> None:
         """A status this process wrote: counts the flow's finish once (see is_new_finish)."""
         if is_new_finish(phase, uid in self._finished, restored):
-            outcome = "completed" if phase == "Completed" else "failed"
+            outcome = phase.lower()
             FLOWS_FINISHED.labels(outcome).inc()
             seconds = flow_duration_seconds(submitted_at, finished_at)
             if seconds is not None:
                 FLOW_DURATION_SECONDS.labels(outcome).observe(seconds)
         self.set(uid, phase)
+
+    def resumed(self, uid: str) -> None:
+        """The flow runs again (a retry was applied): its next finish is a new one."""
+        self._finished.discard(uid)
 
     def set(self, uid: str, phase: str) -> None:
         if phase in FINISHED:

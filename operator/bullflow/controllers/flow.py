@@ -20,6 +20,7 @@ from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
 from .bookkeeping import AfterSubmit, Bookkeeper
 from .connections import ConnectionUnresolved, RedisPool, redacted_url
 from .flow_cleanup import FlowCleanup, TtlTimers, flow_ref, status_of
+from .flow_operations import FlowContext, FlowOperations
 from .flow_status import FlowStatusWriter
 from .flow_submission import FlowSubmitter, OnSubmit
 from .queue_workers import QueueWorkers
@@ -28,6 +29,10 @@ from .tracker import TrackedFlow
 
 log = logging.getLogger(__name__)
 FINALIZER = "bullflow.io/finalizer"
+NOT_IN_REDIS = (
+    "the flow is {phase}: its jobs are not in Redis (not submitted yet, or its spec is "
+    "invalid); only a submitted flow can be retried or stopped"
+)
 
 
 def format_validation_error(err: ValidationError) -> str:
@@ -58,6 +63,7 @@ class FlowController:
         self.cleanup = FlowCleanup(pool, self.statuses, self.ttl, self.phases, self.backoff)
         self.redis_wait = RedisWait(self.reconcile)
         self.bookkeeper = Bookkeeper(kube, FINALIZER)
+        self.operations = FlowOperations(kube, self.statuses)
 
     @property
     def on_submit(self) -> OnSubmit | None:
@@ -75,15 +81,19 @@ class FlowController:
         ref = flow_ref(body)
         generation = body["metadata"].get("generation")
         status = status_of(body)
+        operate = self.operations.is_pending(body)
+        if operate and not status.submitted_at:
+            status = await self.operations.refuse_unsubmitted(
+                ref, body, status, generation, NOT_IN_REDIS.format(phase=status.phase)
+            )
+            operate = False
         spec = await self._valid_spec(body, ref, status, generation)
         if spec is None:
             return
         token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
         self.phases.set(ref.uid, status.phase)
-        if status.phase in FINISHED_PHASES:
-            self.tracker.untrack(token)
-            self._keep_finalizer(body, spec, status)
-            self.ttl.schedule(ref, spec.ttl_seconds_after_finished, status)
+        if status.phase in FINISHED_PHASES and not operate:
+            self._finished(body, spec, status, token)
             return
         try:
             conn = await self.pool.resolve(ref.namespace, spec.connection)
@@ -91,6 +101,17 @@ class FlowController:
             await self.statuses.not_ready(ref, status, generation, err.reason, err.message)
             raise kopf.TemporaryError(err.message, delay=self.backoff(retry)) from err
         jobs = plan(spec, token)
+        ctx = FlowContext(ref, spec, conn, jobs, token, generation)
+        if operate or (status.last_handled_stop and status.phase not in FINISHED_PHASES):
+            operated = await self._operate(ctx, body, status, operate)
+            if operated is None:
+                return  # waiting for Redis
+            status = operated
+            self.phases.set(ref.uid, status.phase)
+            if status.phase in FINISHED_PHASES:
+                self._finished(body, spec, status, token)
+                return
+            self.ttl.cancel(ref.uid)
         own_events: dict[str, str] | None = None
         if not status.submitted_at:
             submitted = await self._submit_once(body, spec, status, conn, jobs, token)
@@ -113,6 +134,34 @@ class FlowController:
             )
         )
         self._keep_finalizer(body, spec, status)
+
+    def _finished(self, body: Any, spec: FlowSpec, status: FlowStatus, token: str) -> None:
+        self.tracker.untrack(token)
+        self._keep_finalizer(body, spec, status)
+        self.ttl.schedule(flow_ref(body), spec.ttl_seconds_after_finished, status)
+
+    async def _operate(
+        self, ctx: FlowContext, body: Any, status: FlowStatus, pending: bool
+    ) -> FlowStatus | None:
+        """Apply the pending retry/stop requests (or, for a flow stopped earlier, read the stop
+        back from the marker). None while Redis is unreachable: the Flow then waits in
+        RedisWait and is reconciled again, requests included, once Redis answers."""
+        try:
+            if pending:
+                return await self.operations.handle(ctx, body, status)
+            await self.operations.restore_stop(ctx)
+            return status
+        except REDIS_ERRORS as err:
+            metrics.REDIS_ERRORS.labels("operation").inc()
+            message = f"Redis at {redacted_url(ctx.conn.url)} is unreachable: {scrub(str(err))}"
+            self.redis_wait.add(ctx.conn, body)
+            if pending:
+                await self.operations.wait_for_redis(ctx.ref, body, status, ctx.generation, message)
+            return None
+
+    async def operate(self, body: Any) -> None:
+        """A retry/stop annotation changed (handlers.flow): the reconcile handles it."""
+        await self.reconcile(body)
 
     async def _submit_once(
         self,
@@ -191,6 +240,7 @@ class FlowController:
 
     async def gone(self, body: Any) -> None:
         self.redis_wait.discard(body["metadata"]["uid"])
+        self.operations.forget(body["metadata"]["uid"])
         await self.cleanup.gone(body)
 
     def start(self) -> None:

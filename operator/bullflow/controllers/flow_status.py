@@ -23,6 +23,7 @@ from ..services.flowstatus import (
     FINISHED_PHASES,
     JobSnapshot,
     StatusLimits,
+    StopNote,
     build_status,
     just_submitted,
     not_ready,
@@ -67,6 +68,9 @@ class FlowStatusWriter:
             retry_max=settings.status_retry_max_seconds,
         )
         self.no_workers = NoWorkersWatch(self.tracker, queue_workers)
+        # The stop in effect per flow token (flow_operations: set when applied, or read back
+        # from the marker by a restarted operator; dropped by the retry that undoes it).
+        self.stops: dict[str, StopNote] = {}
 
     # -- following a flow ------------------------------------------------------------------
 
@@ -92,6 +96,7 @@ class FlowStatusWriter:
             generation=flow.generation,
             limits=limits,
             now=now_rfc3339(),
+            stop=self.stops.get(flow.token),
         )
         if desired.phase in ("Submitted", "Running"):
             desired.conditions = await self._workers_condition(flow, desired, snaps)

@@ -8,6 +8,7 @@ import kopf
 
 from .. import GROUP, VERSION
 from ..controllers.flow import FlowController, has_finalizer
+from ..controllers.flow_operations import has_pending
 from ..kopf_compat.storage import forget_object
 
 
@@ -33,3 +34,18 @@ async def flow_delete(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) ->
 async def flow_gone(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     forget_object(memo, body)
     await _controller(memo).gone(body)
+
+
+# A retry/stop annotation not yet handled (status.lastHandledRetry/Stop). An event handler, not
+# a change handler: kopf's diff base here is the generation alone (kopf_compat.storage), and
+# annotations do not change it. The controller drops a value it handled already.
+@kopf.on.event(
+    GROUP,
+    VERSION,
+    "flows",
+    when=lambda type, body, **_: type != "DELETED" and has_pending(body),
+)
+async def flow_operation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    controller = _controller(memo)
+    if controller.operations.is_pending(body):
+        await controller.operate(body)

@@ -39,9 +39,11 @@ NodeState = Literal[
     "waiting-children",
     "completed",
     "failed",
+    "removed",
     "unknown",
 ]
-Phase = Literal["Pending", "Submitted", "Running", "Completed", "Failed"]
+# Stopped: ended by a `bullflow.io/stop` request (terminal, like Completed and Failed).
+Phase = Literal["Pending", "Submitted", "Running", "Completed", "Failed", "Stopped"]
 
 
 class Backoff(CamelModel):
@@ -245,6 +247,17 @@ class NodeStatus(CamelModel):
         return [{"key": key, field: item} for key, item in value.items()]
 
 
+class RetryRecord(CamelModel):
+    """One applied `bullflow.io/retry` request."""
+
+    value: str = Field(description="The annotation's value (the request's token).")
+    time: str = Field(description="When the operator applied it.")
+    nodes: list[str] = Field(
+        default_factory=list, description="Paths of the jobs that run again (retried, re-added)."
+    )
+    reset_attempts: bool = Field(default=False, description="attemptsMade was reset.")
+
+
 class FlowStatus(CamelModel):
     """Written only by the operator, through the status subresource."""
 
@@ -268,6 +281,18 @@ class FlowStatus(CamelModel):
     nodes: list[NodeStatus] = Field(default_factory=list)
     nodes_truncated: bool | None = Field(
         default=None, description="Only failed/active nodes are listed (large flow)."
+    )
+    retries: list[RetryRecord] | None = Field(
+        default=None, description="The last 20 applied retries, oldest first."
+    )
+    retry_count: int | None = Field(default=None, description="Retries applied in all.")
+    last_handled_retry: str | None = Field(
+        default=None,
+        description="The last bullflow.io/retry value the operator handled (applied or refused).",
+    )
+    last_handled_stop: str | None = Field(
+        default=None,
+        description="The last bullflow.io/stop value the operator handled (applied or refused).",
     )
 
 

@@ -12,7 +12,7 @@ from ..models.flow import ChildValue, FlowStatus, IgnoredFailure, NodeState, Nod
 from .conditions import set_condition
 from .flowtree import PlannedJob
 
-FINISHED_PHASES = ("Completed", "Failed")
+FINISHED_PHASES = ("Completed", "Failed", "Stopped")
 TRUNCATED_MARK = "...(truncated)"
 
 
@@ -34,6 +34,37 @@ def just_submitted(jobs: list[PlannedJob]) -> dict[str, JobSnapshot]:
     the first status be written without reading back the jobs just written (for a 10,000-job
     flow, a pipeline of 10,000 reads); the tracker reads them for real right after."""
     return {j.job_id: JobSnapshot(j.initial_state) for j in jobs}
+
+
+@dataclass(frozen=True)
+class StopNote:
+    """A stop in effect (applied, not undone by a retry), as the submission marker records it:
+    the phase depends on it, and a restarted operator must still know it."""
+
+    token: str
+    removed: frozenset[str]  # paths of the jobs the stop removed from Redis
+    running: int  # jobs that were active, left to finish
+
+    @property
+    def message(self) -> str:
+        return (
+            f"stopped ({self.token}): {plural(len(self.removed), 'job')} not yet started "
+            f"removed, {plural(self.running, 'running job')} left to finish"
+        )
+
+
+def with_removed(
+    snaps: dict[str, JobSnapshot], jobs: list[PlannedJob], stop: StopNote | None
+) -> dict[str, JobSnapshot]:
+    """The snapshots with the jobs a stop removed read as 'removed', not as lost."""
+    if stop is None:
+        return snaps
+    out = dict(snaps)
+    for job in jobs:
+        snap = out.get(job.job_id)
+        if job.path in stop.removed and snap is not None and snap.state == "unknown":
+            out[job.job_id] = JobSnapshot("removed")
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,8 +104,24 @@ def missing_jobs(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> list[
     ]
 
 
-def verdict(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> Verdict:
-    """The flow's phase and why, following BullMQ's real semantics."""
+def verdict(
+    jobs: list[PlannedJob],
+    snaps: dict[str, JobSnapshot],
+    stop: StopNote | None = None,
+    resumed: bool = False,
+) -> Verdict:
+    """The flow's phase and why, following BullMQ's real semantics. `stop`: a stop in effect
+    (the flow is Stopped once its running jobs ended); `resumed`: the flow was retried, so it
+    is Running even while every job it runs again is still waiting."""
+    if stop is not None:
+        running = sum(1 for j in jobs if (snap := snaps.get(j.job_id)) and snap.state == "active")
+        if not running:
+            return Verdict("Stopped", "Stopped", stop.message)
+        return Verdict(
+            "Running",
+            "Stopping",
+            f"{stop.message}; waiting for {plural(running, 'running job')} to finish",
+        )
     if missing := missing_jobs(jobs, snaps):
         return Verdict("Failed", "JobsLost", jobs_lost_message(missing, len(jobs)))
     states = {j.path: effective_state(j, snaps.get(j.job_id)) for j in jobs}
@@ -108,7 +155,7 @@ def verdict(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> Verdict:
     if all(states[j.path] == "completed" for j in roots):
         done = f"all {len(jobs)} jobs" if len(jobs) > 1 else "the 1 job"
         return Verdict("Completed", "Completed", f"{done} completed")
-    started = any(s in ("active", "completed", "failed") for s in states.values())
+    started = resumed or any(s in ("active", "completed", "failed") for s in states.values())
     if started:
         return Verdict("Running", "Running", "jobs are being processed")
     return Verdict("Submitted", "Submitted", "jobs are waiting for workers")
@@ -284,9 +331,11 @@ def build_status(
     generation: int | None,
     limits: StatusLimits,
     now: str,
+    stop: StopNote | None = None,
 ) -> FlowStatus:
     """The next status: phase, conditions, counts, nodes (bounded) and the root's result."""
-    decision = verdict(jobs, snaps)
+    snaps = with_removed(snaps, jobs, stop)
+    decision = verdict(jobs, snaps, stop, resumed=bool(previous.retry_count))
     states = [effective_state(j, snaps.get(j.job_id)) for j in jobs]
     counts = Counter(states)
     listed = list(zip(jobs, states, strict=True))
@@ -406,6 +455,10 @@ def outcome_conditions(
         generation,
         now,
     )
+    if decision.phase == "Stopped":
+        conds = set_condition(
+            conds, "Stopped", True, decision.reason, decision.message, generation, now
+        )
     failed = decision.phase == "Failed"
     conds = set_condition(
         conds,

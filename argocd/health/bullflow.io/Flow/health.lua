@@ -2,6 +2,8 @@
 --   Completed                  -> Healthy
 --   Pending/Submitted/Running  -> Progressing
 --   Failed                     -> Degraded, with the Failed condition's message
+--   Stopped                    -> Suspended (stopped on purpose by bullflow.io/stop; a
+--                                 bullflow.io/retry runs it again), with who/when
 --   Ready=False, InvalidSpec   -> Degraded (also InvalidConnection, NoConnection)
 local hs = {}
 
@@ -52,6 +54,17 @@ if status.phase == "Failed" then
     hs.message = failed.message
   else
     hs.message = "Failed" .. progress
+  end
+  return hs
+end
+
+if status.phase == "Stopped" then
+  local stopped = condition(status.conditions, "Stopped")
+  hs.status = "Suspended"
+  if stopped ~= nil and stopped.message ~= nil and stopped.message ~= "" then
+    hs.message = stopped.message
+  else
+    hs.message = "Stopped" .. progress
   end
   return hs
 end

@@ -1,0 +1,107 @@
+"""The status a retry or stop request leaves (applied, refused, waiting for Redis). Pure."""
+
+from __future__ import annotations
+
+from ..models.flow import FlowStatus, RetryRecord
+from .conditions import set_condition
+from .flowstatus import StopNote, plural
+
+MAX_RETRY_RECORDS = 20
+
+
+def retried(
+    status: FlowStatus, record: RetryRecord, generation: int | None, now: str
+) -> FlowStatus:
+    """A retry just applied: the flow runs again (Running until the tracker reads the jobs)."""
+    status = status.model_copy(deep=True)
+    status.retries = [*(status.retries or []), record][-MAX_RETRY_RECORDS:]
+    status.retry_count = (status.retry_count or 0) + 1
+    status.last_handled_retry = record.value
+    status.phase = "Running"
+    status.finished_at = None
+    shown = ", ".join(record.nodes[:10]) + (
+        f" and {len(record.nodes) - 10} more" if len(record.nodes) > 10 else ""
+    )
+    message = f"retry {record.value!r}: {plural(len(record.nodes), 'job')} run again ({shown})" + (
+        "; attempts reset" if record.reset_attempts else ""
+    )
+    conds = set_condition(status.conditions, "Retried", True, "Retried", message, generation, now)
+    for type_ in ("Failed", "Completed", "Stopped"):
+        if any(c.type == type_ for c in conds):
+            conds = set_condition(conds, type_, False, "Retried", message, generation, now)
+    status.conditions = set_condition(conds, "Ready", False, "Retried", message, generation, now)
+    return status
+
+
+def retry_refused(
+    status: FlowStatus,
+    token: str,
+    message: str,
+    generation: int | None,
+    reason: str = "RetryRefused",
+) -> FlowStatus:
+    """A retry that is not applied and never will be (this token)."""
+    status = status.model_copy(deep=True)
+    status.last_handled_retry = token
+    status.conditions = set_condition(
+        status.conditions,
+        "Retried",
+        False,
+        reason,
+        f"retry {token!r} refused: {message}",
+        generation,
+    )
+    return status
+
+
+def operation_pending(
+    status: FlowStatus, kind: str, token: str, message: str, generation: int | None
+) -> FlowStatus:
+    """A retry or stop waiting for Redis: not handled yet, applied once Redis answers."""
+    status = status.model_copy(deep=True)
+    type_ = "Retried" if kind == "retry" else "Stopped"
+    reason = "RetryPending" if kind == "retry" else "StopPending"
+    status.conditions = set_condition(
+        status.conditions, type_, False, reason, f"{kind} {token!r} waits: {message}", generation
+    )
+    return status
+
+
+def stopped(status: FlowStatus, note: StopNote, generation: int | None, now: str) -> FlowStatus:
+    """A stop just applied: Stopped at once when nothing runs, else when the running jobs end
+    (the tracker decides from then on)."""
+    status = status.model_copy(deep=True)
+    status.last_handled_stop = note.token
+    done = note.running == 0
+    status.conditions = set_condition(
+        status.conditions,
+        "Stopped",
+        done,
+        "Stopped" if done else "Stopping",
+        note.message,
+        generation,
+        now,
+    )
+    if done:
+        status.phase = "Stopped"
+        status.finished_at = now
+        status.conditions = set_condition(
+            status.conditions, "Ready", False, "Stopped", note.message, generation, now
+        )
+    return status
+
+
+def stop_refused(
+    status: FlowStatus, token: str, message: str, generation: int | None
+) -> FlowStatus:
+    status = status.model_copy(deep=True)
+    status.last_handled_stop = token
+    status.conditions = set_condition(
+        status.conditions,
+        "Stopped",
+        status.phase == "Stopped",
+        "StopRefused",
+        f"stop {token!r} refused: {message}",
+        generation,
+    )
+    return status
