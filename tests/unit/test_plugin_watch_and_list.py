@@ -69,6 +69,9 @@ def test_watch_on_a_tty_redraws_in_place_with_glyphs() -> None:
     assert len(out) == 3 and all(f.startswith(CLEAR) and f.count(CLEAR) == 1 for f in out)
     assert "Phase:       ● Running" in out[1] and "└─● extract" in out[1]
     assert "Phase:       ✔ Completed" in out[2]
+    ascii = list(watch_frames(SEQUENCE, tty=True, now=lambda: NOW, ascii=True))
+    assert "Phase:       OK Completed" in ascii[2] and "`-OK extract" in ascii[2]
+    assert ascii[2].startswith(CLEAR) and ascii[2][len(CLEAR) :].isascii()
 
 
 def test_watch_ends_at_a_finished_phase_unless_forever() -> None:

@@ -36,7 +36,9 @@ def tree(kube: Kube, args: argparse.Namespace, out: TextIO) -> int:
         out.write(render_tree(kube.get(namespace, args.flow), style=style, width=width))
         return 0
     flows = kube.watch(namespace, args.flow)
-    for frame in watch_frames(flows, tty=out.isatty(), forever=args.forever, width=width):
+    tty = out.isatty()
+    frames = watch_frames(flows, tty, forever=args.forever, width=width, ascii=args.ascii)
+    for frame in frames:
         out.write(frame)
         out.flush()
     return 0

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from .tree import WIDTH, render_tree
+from .tree import WIDTH, Style, render_tree
 
 TERMINAL_PHASES = ("Completed", "Failed", "Stopped")
 # Cursor home, then clear the screen: the next frame is drawn in place of the last one.
@@ -23,18 +23,20 @@ def watch_frames(
     forever: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     width: int = WIDTH,
+    ascii: bool = False,
 ) -> Iterator[str]:
     """What to write for each version of the Flow in `flows` (the object, then each watch
-    event's): a frame per new status; on a TTY the screen is cleared first and the markers are
-    glyphs, else frames are plain text separated by a blank line. Ends after the frame of a
-    finished flow unless `forever`. A version whose status did not change (an annotation or
-    label write) draws nothing."""
+    event's): a frame per new status. On a TTY the screen is cleared first and the markers are
+    glyphs (ASCII ones with `ascii`); else frames are plain text separated by a blank line.
+    Ends after the frame of a finished flow unless `forever`. A version whose status did not
+    change (an annotation or label write) draws nothing."""
+    style: Style = ("ascii" if ascii else "unicode") if tty else "plain"
     drawn: dict[str, Any] | None = None
     for flow in flows:
         status = flow.get("status") or {}
         if drawn is not None and status == drawn:
             continue
-        text = render_tree(flow, now=now(), style="unicode" if tty else "plain", width=width)
+        text = render_tree(flow, now=now(), style=style, width=width)
         if tty:
             yield CLEAR + text
         else:
