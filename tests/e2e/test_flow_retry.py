@@ -177,3 +177,83 @@ def test_bad_retry_requests_are_refused_and_the_operator_keeps_serving(
     assert flow["status"]["phase"] == "Completed"
     assert "Completed" in condition(flow, "Retried")["message"]
     assert flow["status"]["retryCount"] == 1
+
+
+def fail_parent_tree() -> dict[str, Any]:
+    fpof = {"attempts": 1, "failParentOnFailure": True}
+    return {
+        "name": "root",
+        "queueName": "rt-parent",
+        "data": {"combine": "collect"},
+        "children": [
+            {"name": "done", "queueName": "rt-child", "data": {"result": "d"}},
+            {
+                "name": "mid",
+                "queueName": "rt-parent",
+                "data": {"combine": "collect"},
+                "opts": fpof,
+                "children": [
+                    {"name": "ok", "queueName": "rt-child", "data": {"result": "o"}},
+                    {"name": "bad", "queueName": "rt-child", "data": FLAKY, "opts": fpof},
+                ],
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize("language", ["python", "node"])
+def test_retry_fail_parent_chain_resumes_from_the_failure(
+    language, operator, workers, flows, kubectl, namespace, redis_prefix, redis_server
+):
+    """bad fails mid fails root (failParentOnFailure): the retry sends bad back to wait and
+    mid and root back to waiting-children; done and ok do not run again and their values
+    still reach their parents."""
+    doc = flow_doc("retry-fpof", redis_prefix, fail_parent_tree())
+    failed = run_until_failed(flows, workers, language, doc)
+    assert condition(failed, "Failed")["reason"] == "JobFailed"
+
+    annotate(kubectl, namespace, "retry-fpof", retry="fix")
+    flow = flows.wait_for(
+        "retry-fpof",
+        lambda f: f["status"].get("lastHandledRetry") == "fix"
+        and f["status"]["phase"] in ("Completed", "Failed"),
+        "the retried flow finished",
+        timeout=90,
+    )
+    assert flow["status"]["phase"] == "Completed", flow["status"]
+
+    uid = flow["metadata"]["uid"]
+    key = lambda queue, path: f"{redis_prefix}:{queue}:bf-{uid}-{path}"  # noqa: E731
+    mid_value = {key("rt-child", "0.1.0"): "o", key("rt-child", "0.1.1"): None}
+    assert flow["status"]["result"] == {
+        key("rt-child", "0.0"): "d",
+        key("rt-parent", "0.1"): mid_value,
+    }
+    assert flow["status"]["retries"][0]["nodes"] == ["0", "0.1", "0.1.1"]
+    runs = by_path(flow, executions(redis_server.url, redis_prefix, queues(doc["spec"]["root"])))
+    assert runs["0.0"] == 1 and runs["0.1.0"] == 1 and runs["0.1.1"] == 2
+    # A parent failed by its child is taken by a worker only to be failed (BullMQ's deferred
+    # failure), then once more to run: never a third time.
+    assert runs["0.1"] <= 2 and runs["0"] <= 2
+
+
+def test_retry_failed_root_whose_children_completed_runs_only_the_root(
+    operator, workers, flows, kubectl, namespace, redis_prefix, redis_server
+):
+    root = {
+        "name": "root",
+        "queueName": "rt-parent",
+        "data": {**FLAKY, "combine": "sum"},
+        "opts": {"attempts": 1},
+        "children": [
+            {"name": "a", "queueName": "rt-child", "data": {"result": 1}},
+            {"name": "b", "queueName": "rt-child", "data": {"result": 2}},
+        ],
+    }
+    doc = flow_doc("retry-root", redis_prefix, root)
+    run_until_failed(flows, workers, "python", doc)
+    annotate(kubectl, namespace, "retry-root", retry="again")
+    flow = flows.wait("retry-root", ("Completed",), timeout=90)
+    assert flow["status"]["result"] == 3
+    runs = by_path(flow, executions(redis_server.url, redis_prefix, queues(root)))
+    assert runs == {"0": 2, "0.0": 1, "0.1": 1}
