@@ -88,8 +88,11 @@ def _follow(
 
 
 def _report(found: ops.Outcome, out: TextIO) -> int:
-    print(found.text, file=out if found.ok else sys.stderr)
-    return 0 if found.ok else 1
+    if found.ok:
+        print(found.text, file=out)
+        return 0
+    print(f"Error: {found.text}", file=sys.stderr)
+    return 1
 
 
 def retry(kube: Kube, args: argparse.Namespace, out: TextIO) -> int:

@@ -79,7 +79,8 @@ def known_nodes(flow: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def resolve_nodes(flow: dict[str, Any], wanted: list[str]) -> list[str]:
-    """The paths of the nodes named by path or job name; a name must name exactly one."""
+    """The paths of the nodes named by path or job name (a name: every node of that name, as
+    the operator reads it)."""
     nodes = known_nodes(flow)
     paths = {path for path, _ in nodes}
     resolved: list[str] = []
@@ -87,11 +88,6 @@ def resolve_nodes(flow: dict[str, Any], wanted: list[str]) -> list[str]:
         match = [item] if item in paths else [path for path, name in nodes if name == item]
         if not match:
             raise OperationError(f"{ref(flow)} has no node with path or name {item!r}")
-        if len(match) > 1:
-            listed = ", ".join(sorted(match))
-            raise OperationError(
-                f"{item!r} names several nodes of {ref(flow)} ({listed}): use a path"
-            )
         resolved.extend(p for p in match if p not in resolved)
     return resolved
 
