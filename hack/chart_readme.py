@@ -171,7 +171,7 @@ The CRDs are templates of the chart, so an upgrade updates them too.
 
 ## Test
 
-<!-- doc-test: not-run (the test pod must run to completion: the test suite's nodes are fake; its check is run by tests/e2e/test_chart_install.py) -->
+<!-- doc-test: not-run (needs real pods: the tests run its check in test_chart_install.py) -->
 ```sh
 helm test {name} --namespace {name}-system
 ```
