@@ -29,6 +29,9 @@ The rules (BullMQ's semantics, written down here independently):
   a failed child blocking its parent). Ready reason `JobFailed` or `ChildFailed` (README).
 - `Completed` iff every root is `completed`. `Running` if any job is `active`, `completed` or
   `failed`; otherwise `Submitted`.
+- Stop and retry (the marker's `operations`): while a stop is in effect the jobs it removed
+  are `removed`, not lost, and the flow is `Running` while a job is `active`, then `Stopped`;
+  a flow retried at least once is `Running`, not `Submitted`, until it ends again.
 - Conditions: Ready is True iff `Completed`; `Completed` and `Failed` conditions True iff that
   phase; no condition may have reason `RedisUnavailable` (the checker just read Redis).
 - `counts` = jobs per state, `progress` = `<finished>/<total>` (finished: completed or failed;
@@ -75,7 +78,7 @@ from bullflow.storage.redis_jobs import STATE_LISTS
 
 GROUP, VERSION, PLURAL = "bullflow.io", "v1alpha1", "flows"
 TRUNCATED_MARK = "...(truncated)"  # README: values above the limit are cut and marked
-FINISHED = ("Completed", "Failed")
+FINISHED = ("Completed", "Failed", "Stopped")
 FAILED_REASONS = ("JobFailed", "ChildFailed")
 # README: terminal outcomes where the jobs did not (all) run; nothing in Redis to compare. Whether
 # a flow deserved one is the test's to judge (the chaos suite expects each shape's own outcome).
@@ -108,6 +111,10 @@ class FlowTruth:
     jobs: list[PlannedJob]
     by_id: dict[str, JobTruth]
     marker: bool = True  # bullflow's submission marker is in Redis
+    # From the marker's "operations" (README: retry and stop): the paths the stop in effect
+    # removed (None: no stop in effect), and whether a retry was ever applied.
+    stopped: frozenset[str] | None = None
+    retried: bool = False
 
     def truth(self, job: PlannedJob) -> JobTruth:
         return self.by_id.get(job.job_id, MISSING)
@@ -139,19 +146,37 @@ def effective_state(job: PlannedJob, truth: JobTruth) -> str:
     return "unknown"
 
 
+def marker_fields(raw: str | None) -> dict[str, Any]:
+    """FlowTruth's marker fields from the marker's JSON (None: no marker)."""
+    if not raw:
+        return {"marker": False}
+    operations = json.loads(raw).get("operations") or {}
+    stopped = operations.get("stopped")
+    return {
+        "marker": True,
+        "stopped": None if not stopped else frozenset(stopped.get("removed") or []),
+        "retried": bool(operations.get("retryCount")),
+    }
+
+
 def expected(truth: FlowTruth) -> Expected:
     """The phase BullMQ's semantics give the jobs' states (rules in the module docstring)."""
     states = {j.path: effective_state(j, truth.truth(j)) for j in truth.jobs}
+    removed = truth.stopped or frozenset()
+    states.update({p: "removed" for p in removed if states.get(p) == "unknown"})
     lost = [j for j in truth.jobs if states[j.path] == "unknown"]
     roots = [j for j in truth.jobs if j.parent_path is None]
-    if lost or any(
+    if truth.stopped is not None:
+        active = any(s == "active" for s in states.values())
+        phase = "Running" if active else "Stopped"
+    elif lost or any(
         states[j.path] == "failed" and (j.parent_path is None or not j.tolerates_failure)
         for j in truth.jobs
     ):
         phase = "Failed"
     elif all(states[j.path] == "completed" for j in roots):
         phase = "Completed"
-    elif any(s in ("active", "completed", "failed") for s in states.values()):
+    elif truth.retried or any(s in ("active", "completed", "failed") for s in states.values()):
         phase = "Running"
     else:
         phase = "Submitted"
@@ -331,6 +356,9 @@ def _condition_mismatches(conds: dict[str, dict[str, Any]], exp: Expected, total
             continue
         if cond.get("status") != want:
             out.append(f"condition {type_}={cond.get('status')}, want {want}")
+    stopped = conds.get("Stopped") or {}
+    if exp.phase == "Stopped" and stopped.get("status") != "True":
+        out.append(f"phase Stopped in Redis but condition Stopped={stopped.get('status')}")
     return out
 
 
@@ -788,9 +816,10 @@ class _GetterReader:
     async def flow(self, flow: dict[str, Any], token: str, jobs: list[PlannedJob]) -> FlowTruth:
         prefix = _prefix(flow)
         async with self.gate:
-            marker = bool(await self.client.exists(f"{MARKER_PREFIX}:{prefix}:{token}"))
+            marker = await self.client.get(f"{MARKER_PREFIX}:{prefix}:{token}")
         read = await asyncio.gather(*(self.job(self.queues.get(prefix, j.queue), j) for j in jobs))
-        return FlowTruth(jobs, {j.job_id: t for j, t in zip(jobs, read, strict=True)}, marker)
+        by_id = {j.job_id: t for j, t in zip(jobs, read, strict=True)}
+        return FlowTruth(jobs, by_id, **marker_fields(marker))
 
     async def job(self, queue: Any, planned_job: PlannedJob) -> JobTruth:
         from bullmq import Job
@@ -841,7 +870,7 @@ class _BatchReader:
         async with self.client.pipeline(transaction=False) as pipe:
             for flow, token, jobs in planned:
                 prefix = _prefix(flow)
-                pipe.exists(f"{MARKER_PREFIX}:{prefix}:{token}")
+                pipe.get(f"{MARKER_PREFIX}:{prefix}:{token}")
                 for planned_job in jobs:
                     queue = self.queues.get(prefix, planned_job.queue)
                     key = queue.toKey(planned_job.job_id)
@@ -858,7 +887,7 @@ class _BatchReader:
         out = []
         for flow, _, jobs in planned:
             prefix = _prefix(flow)
-            marker = bool(next(replies))
+            marker = marker_fields(next(replies))
             by_id: dict[str, JobTruth] = {}
             for planned_job in jobs:
                 raw, state = next(replies), next(replies)
@@ -872,7 +901,7 @@ class _BatchReader:
                 job = Job.fromJSON(queue, raw, planned_job.job_id)
                 children = parse_json_string_values(processed)
                 by_id[planned_job.job_id] = _truth_of(job, state, children, failed)
-            out.append(FlowTruth(jobs, by_id, marker))
+            out.append(FlowTruth(jobs, by_id, **marker))
         return out
 
 

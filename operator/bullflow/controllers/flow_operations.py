@@ -28,14 +28,14 @@ from ..services.operation_status import (
     stopped,
 )
 from ..services.retry_plan import (
-    RetryPlan,
     RetryRefused,
     RetryRequest,
+    path_order,
     plan_retry,
     retry_request,
     stop_token,
 )
-from ..services.stop_plan import StopPlan, StopRefused, plan_stop
+from ..services.stop_plan import StopPlan, StopRefused, plan_readd, plan_stop
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.redis_jobs import BullRedis
 from ..storage.redis_retry import (
@@ -160,17 +160,25 @@ class FlowOperations:
         def decide(ops: StoredOperations, snaps: Any) -> Any:
             if ops.retry == req.token:
                 return ALREADY
-            plan = plan_retry(phase, ctx.jobs, snaps, req, ops.removed_by_stop)
+            removed = ops.removed_by_stop
+            plan = plan_retry(phase, ctx.jobs, snaps, req, removed)
+            readd = plan_readd(ctx.spec, ctx.token, ctx.spec.prefix, ctx.jobs, snaps, removed)
+            again = {j.path for j in plan.reprocess}
+            reprocess = plan.reprocess + [j for j in readd.kept_failed if j.path not in again]
             now_ms = int(time.time() * 1000)
 
             async def queue(pipe: Any) -> None:
                 for job in plan.reopen:
                     await scripts.reopen(pipe, job, now_ms, req.reset_attempts)
-                for job in plan.reprocess:
+                await scripts.readd(pipe, readd)
+                for job in reprocess:
                     await scripts.reprocess(pipe, job, req.reset_attempts, job.path in lifo)
 
+            paths = sorted(
+                {*plan.paths, *readd.paths, *(j.path for j in reprocess)}, key=path_order
+            )
             new_ops = StoredOperations(req.token, ops.retry_count + 1, ops.stop, None)
-            return Writes(new_ops, queue, result=plan, clear_final_status=True)
+            return Writes(new_ops, queue, result=paths, clear_final_status=True)
 
         try:
             outcome = await transact(ctx.conn, ctx.spec.prefix, ctx.token, ctx.jobs, decide)
@@ -184,8 +192,7 @@ class FlowOperations:
             nodes: list[str] = []
         else:
             metrics.FLOW_RETRIES.labels("applied").inc()
-            plan: RetryPlan = outcome.result
-            nodes = plan.paths
+            nodes = outcome.result
             log.info(
                 "flow %s/%s: retry %r applied in %.3fs (%d jobs)",
                 ctx.ref.namespace,

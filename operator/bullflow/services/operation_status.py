@@ -68,26 +68,13 @@ def operation_pending(
 
 
 def stopped(status: FlowStatus, note: StopNote, generation: int | None, now: str) -> FlowStatus:
-    """A stop just applied: Stopped at once when nothing runs, else when the running jobs end
-    (the tracker decides from then on)."""
+    """A stop just applied. The phase is left to the tracker, which reads the jobs next: the
+    flow is Stopped (condition Stopped True) once no job runs any more (flowstatus.verdict)."""
     status = status.model_copy(deep=True)
     status.last_handled_stop = note.token
-    done = note.running == 0
     status.conditions = set_condition(
-        status.conditions,
-        "Stopped",
-        done,
-        "Stopped" if done else "Stopping",
-        note.message,
-        generation,
-        now,
+        status.conditions, "Stopped", False, "Stopping", note.message, generation, now
     )
-    if done:
-        status.phase = "Stopped"
-        status.finished_at = now
-        status.conditions = set_condition(
-            status.conditions, "Ready", False, "Stopped", note.message, generation, now
-        )
     return status
 
 
@@ -96,6 +83,8 @@ def stop_refused(
 ) -> FlowStatus:
     status = status.model_copy(deep=True)
     status.last_handled_stop = token
+    if status.phase == "Stopped":  # keep who stopped it: the refusal is in the Event
+        return status
     status.conditions = set_condition(
         status.conditions,
         "Stopped",

@@ -24,6 +24,7 @@ from redis.exceptions import WatchError
 
 from ..services.flowstatus import JobSnapshot
 from ..services.flowtree import PlannedJob
+from ..services.stop_plan import ReAddPlan
 from .redis_jobs import BullRedis, job_key, marker_key
 
 log = logging.getLogger(__name__)
@@ -205,3 +206,25 @@ class RetryScripts:
         await scripts.commands["removeJob"](
             keys=keys, args=[job.job_id, 0, scripts.keys[""]], client=pipe
         )
+
+    async def readd(self, pipe: Any, plan: ReAddPlan) -> None:
+        """The jobs a stop removed, added again by the submission's own code (FlowProducer's
+        tree building, BullMQ's add scripts), then linked with the children the stop kept."""
+        producer = self.conn.producer(self.prefix)
+        entries: list[dict] = []
+        for tree in plan.trees:
+            await producer._queue_tree(entries, tree, None)
+        for entry in entries:
+            job = entry["job"]
+            scripts = job.queue.backend.scripts
+            if entry["is_parent"] or job.id in plan.must_wait:
+                await scripts.addParentJob(job, pipe)
+            else:
+                await scripts.addJob(job, pipe)
+        for parent, child, value in plan.processed:
+            parent_key = job_key(self.prefix, parent.queue, parent.job_id)
+            child_key = job_key(self.prefix, child.queue, child.job_id)
+            pipe.hset(f"{parent_key}:processed", child_key, json.dumps(value))
+        for parent, child in plan.depends:
+            parent_key = job_key(self.prefix, parent.queue, parent.job_id)
+            pipe.sadd(f"{parent_key}:dependencies", job_key(self.prefix, child.queue, child.job_id))
