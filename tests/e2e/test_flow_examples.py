@@ -135,10 +135,23 @@ def check_retries(flow, key):
     assert nodes_by_name(flow)["flaky"]["attemptsMade"] == 3
 
 
+def check_etl_retry(flow, key):
+    """Before the retry (docs/day-2.md runs the retry): the transform failed, the load waits."""
+    status = flow["status"]
+    assert status["phase"] == "Failed", status
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["reason"] == "ChildFailed", ready
+    nodes = nodes_by_name(flow)
+    assert nodes["transform"]["state"] == "failed"
+    assert nodes["load"]["state"] == "waiting-children"
+    assert {nodes[n]["state"] for n in ("extract-orders", "extract-refunds")} == {"completed"}
+
+
 EXAMPLES: dict[str, Check] = {
     "basic.yaml": check_basic,
     "nested.yaml": completed(136),
     "etl.yaml": check_etl,
+    "etl-retry.yaml": check_etl_retry,
     "order.yaml": check_order,
     "report.yaml": check_report,
     "map-reduce.yaml": check_map_reduce,
