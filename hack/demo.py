@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from bullflow.cli.tree import render_tree
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -47,16 +49,6 @@ HELM_INSTALL = (
 CHART_TEMPLATES = ROOT / "charts" / "bullflow" / "templates" / "crds"
 RELEASE_NAME_KEY = "meta.helm.sh/release-name"
 RELEASE_NAMESPACE_KEY = "meta.helm.sh/release-namespace"
-SYMBOLS = {
-    "completed": "✔",
-    "failed": "✖",
-    "active": "▶",
-    "waiting-children": "◷",
-    "waiting": "…",
-    "delayed": "⏲",
-    "prioritized": "…",
-    "unknown": "?",
-}
 
 
 def say(message: str) -> None:
@@ -193,27 +185,6 @@ def closing_notes(local_cluster: bool, release: tuple[str, str]) -> list[str]:
     return notes
 
 
-def tree_lines(status: dict, spec_root: dict) -> list[str]:
-    nodes = {n["path"]: n for n in status.get("nodes", [])}
-    lines: list[str] = []
-
-    def walk(node: dict, path: str, depth: int) -> None:
-        info = nodes.get(path, {})
-        state = info.get("state", "pending")
-        detail = info.get("failedReason") or (
-            json.dumps(info["returnValue"])[:60] if "returnValue" in info else ""
-        )
-        lines.append(
-            f"{'   ' * depth}{SYMBOLS.get(state, '·')} {node['name']:<16} "
-            f"{node['queueName']:<12} {state:<17} {detail}"
-        )
-        for index, child in enumerate(node.get("children", [])):
-            walk(child, f"{path}.{index}", depth + 1)
-
-    walk(spec_root, "0", 0)
-    return lines
-
-
 def main() -> int:
     tools = ensure_tools()
     kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
@@ -329,13 +300,11 @@ def follow(kubectl: Callable[..., str], doc: dict) -> int:
     while time.monotonic() < deadline:
         flow = json.loads(kubectl("get", "flow", name, "-n", NAMESPACE, "-o", "json"))
         status = flow.get("status") or {}
-        frame = [
-            f"flow {NAMESPACE}/{name}: phase={status.get('phase', 'Pending')} "
-            f"progress={status.get('progress', '-')}",
-            *tree_lines(status, doc["spec"]["root"]),
-        ]
+        # The same drawing as `kubectl bullflow tree`, without its clock-driven lines, so that
+        # a frame is printed only when the flow changed.
+        frame = render_tree({**flow, "status": {**status, "submittedAt": None}})
         if frame != shown:
-            print("\n".join(frame), "\n", flush=True)
+            print(frame, flush=True)
             shown = frame
         if status.get("phase") in ("Completed", "Failed"):
             print(kubectl("get", "flows", "-n", NAMESPACE))

@@ -160,7 +160,7 @@ def test_readme_crds_then_helm_install_without_crds_works(
 
 def test_demo_runs_the_order_example_to_completion(demo: DemoRun) -> None:
     assert demo.returncode == 0, demo.output
-    assert "phase=Completed progress=4/4" in demo.output
+    assert "Progress:    4/4" in demo.output and "✔ Completed" in demo.output
     result_line = next(
         line for line in demo.output.splitlines() if line.startswith("[demo] result:")
     )
