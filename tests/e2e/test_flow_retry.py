@@ -215,8 +215,10 @@ def test_retry_fail_parent_chain_resumes_from_the_failure(
     annotate(kubectl, namespace, "retry-fpof", retry="fix")
     flow = flows.wait_for(
         "retry-fpof",
-        lambda f: f["status"].get("lastHandledRetry") == "fix"
-        and f["status"]["phase"] in ("Completed", "Failed"),
+        lambda f: (
+            f["status"].get("lastHandledRetry") == "fix"
+            and f["status"]["phase"] in ("Completed", "Failed")
+        ),
         "the retried flow finished",
         timeout=90,
     )

@@ -81,6 +81,8 @@ class FlowController:
         ref = flow_ref(body)
         generation = body["metadata"].get("generation")
         status = status_of(body)
+        if self.operations.is_stale(body):
+            return  # the status write showing the retry brings a newer body
         operate = self.operations.is_pending(body)
         if operate and not status.submitted_at:
             status = await self.operations.refuse_unsubmitted(
@@ -105,7 +107,7 @@ class FlowController:
         if operate or (status.last_handled_stop and status.phase not in FINISHED_PHASES):
             operated = await self._operate(ctx, body, status, operate)
             if operated is None:
-                return  # waiting for Redis
+                return  # waiting for Redis, or a concurrent call handled the requests
             status = operated
             self.phases.set(ref.uid, status.phase)
             if status.phase in FINISHED_PHASES:

@@ -101,6 +101,14 @@ class FlowOperations:
         done = self._handled.get(uid, {})
         return bool((retry and done.get("retry") != retry) or (stop and done.get("stop") != stop))
 
+    def is_stale(self, body: Any) -> bool:
+        """The body predates a retry this process applied (its status does not show it yet):
+        its phase (Failed, Stopped) is no longer true, and acting on it would stop following
+        a flow that runs again."""
+        applied = self._handled.get(body["metadata"]["uid"], {}).get("retry")
+        shown = (body.get("status") or {}).get("lastHandledRetry")
+        return applied is not None and applied != shown
+
     async def refuse_unsubmitted(
         self, ref: ObjectRef, body: Any, status: FlowStatus, generation: int | None, why: str
     ) -> FlowStatus:
@@ -112,16 +120,20 @@ class FlowOperations:
             status = await self._refuse_stop(ref, status, stop, why, generation)
         return status
 
-    async def handle(self, ctx: FlowContext, body: Any, status: FlowStatus) -> FlowStatus:
+    async def handle(self, ctx: FlowContext, body: Any, status: FlowStatus) -> FlowStatus | None:
         """Apply or refuse the pending requests (stop first: "stop, fix, retry" set together
-        while the operator was down ends running). Redis errors propagate: the caller records
-        the request as pending and comes back when Redis answers."""
+        while the operator was down ends running). None if a concurrent call handled them.
+        Redis errors propagate: the caller records the request as pending and comes back when
+        Redis answers."""
         lock = self._locks.setdefault(ctx.ref.uid, asyncio.Lock())
         async with lock:
             if not self.is_pending(body):
-                return status
+                return None  # handled by a concurrent call, whose reconcile goes on
             retry, stop = pending_tokens(body)
             annotations = body["metadata"].get("annotations") or {}
+            tracked = self.statuses.tracker.flows.get(ctx.token)
+            if tracked is not None:  # what the tracker last wrote is newer than the body's
+                status = tracked.status
             if stop:
                 status = await self._stop(ctx, status, stop)
             request = retry_request(annotations)
@@ -184,7 +196,6 @@ class FlowOperations:
             outcome = await transact(ctx.conn, ctx.spec.prefix, ctx.token, ctx.jobs, decide)
         except (RetryRefused, MarkerGone, TooManyConflicts) as err:
             return await self._refuse_retry(ctx.ref, status, req.token, str(err), ctx.generation)
-        self._handled.setdefault(ctx.ref.uid, {})["retry"] = req.token
         self.statuses.stops.pop(ctx.token, None)
         self.statuses.phases.resumed(ctx.ref.uid)
         if outcome == ALREADY:
@@ -206,6 +217,9 @@ class FlowOperations:
         )
         status = retried(status, record, ctx.generation, now_rfc3339())
         await self.statuses.write(ctx.ref, status, "condition")
+        # Only once written: if the write fails, the next event handles the token again and
+        # finds it in the marker (already-applied).
+        self._handled.setdefault(ctx.ref.uid, {})["retry"] = req.token
         retried_cond = next(c for c in status.conditions if c.type == "Retried")
         await self._event(ctx.ref, "Normal", "Retried", retried_cond.message)
         return status
@@ -214,9 +228,9 @@ class FlowOperations:
         self, ref: ObjectRef, status: FlowStatus, token: str, why: str, gen: int | None
     ) -> FlowStatus:
         metrics.FLOW_RETRIES.labels("refused").inc()
-        self._handled.setdefault(ref.uid, {})["retry"] = token
         status = retry_refused(status, token, why, gen)
         await self.statuses.write(ref, status, "condition")
+        self._handled.setdefault(ref.uid, {})["retry"] = token
         await self._event(ref, "Warning", "RetryRefused", f"retry {token!r} refused: {why}")
         return status
 
