@@ -44,6 +44,7 @@ STOP_REASONS = ("Stopping", "StopPending", "StopRefused")
 # Step and queue columns give way (down to MIN_NAME_WIDTH) until the details have this much.
 MIN_DETAIL_WIDTH = 16
 MIN_NAME_WIDTH = 8
+REMOVED_DETAIL = "stopped before it ran"
 
 
 def marker(symbols: tuple[str, str], style: Style) -> str:
@@ -148,10 +149,13 @@ def _children_values(node: dict[str, Any]) -> str:
 
 
 def details(node: dict[str, Any], width: int) -> str:
-    """The failure reason of a failed job; else its value, its children's and ignored
-    failures; cut to `width` (a cut value still says `(truncated)` when the status cut it)."""
+    """The failure reason of a failed job; what a stop did to a removed one; else its value,
+    its children's and ignored failures; cut to `width` (a cut value still says `(truncated)`
+    when the status cut it)."""
     if node.get("state") == "failed":
         return cut(one_line(node.get("failedReason") or ""), width)
+    if node.get("state") == "removed":  # the state alone reads like a deleted Flow's job
+        return cut(REMOVED_DETAIL, width)
     parts = []
     if node.get("state") == "completed" and "returnValue" in node:
         parts.append(short(node["returnValue"]))
