@@ -34,6 +34,7 @@ from .params import SMOKE, Params
 from .pickup import worker_pickup
 from .profile import summarize_profile
 from .resource_cost import resource_cost
+from .retry import retry
 from .submission import submission
 from .write_back import write_back
 
@@ -61,6 +62,7 @@ SCENARIOS = {
     "autoscaling": Scenario(autoscaling, is_async=False, takes_smoke=False, profile="as"),
     "worker_pickup": Scenario(worker_pickup, is_async=True, takes_smoke=True, profile="pickup"),
     "faults": Scenario(faults, is_async=False, takes_smoke=True, profile="faults"),
+    "retry": Scenario(retry, is_async=True, takes_smoke=False, profile="retry"),
 }
 ORDER = tuple(SCENARIOS)
 

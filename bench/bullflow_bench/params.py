@@ -28,6 +28,7 @@ class Params:
     as_poll_seconds: int = 5
     as_down_stabilization_seconds: int = 60
     as_repeats: int = 2
+    retry_flows: int = 20
 
 
 SMOKE = Params(
@@ -49,4 +50,5 @@ SMOKE = Params(
     as_poll_seconds=1,
     as_down_stabilization_seconds=1,
     as_repeats=1,
+    retry_flows=3,
 )

@@ -17,6 +17,7 @@ TITLES = {
     "resource_cost": "6. Resource cost",
     "worker_pickup": "7. Worker pickup",
     "faults": "8. Faults",
+    "retry": "9. Retry",
 }
 
 
