@@ -100,7 +100,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from .handlers import flow, lifecycle, workerpool  # noqa: F401 - registers
+    from .handlers import cronflow, flow, lifecycle, workerpool  # noqa: F401 - registers
     from .kopf_compat import namespaces as kopf_namespaces
     from .redaction import install_log_redaction
 

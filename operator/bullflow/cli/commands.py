@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from . import operations as ops
+from .cronflows import last_run, manual_run
 from .kube import Kube
 from .listing import render_list
 from .tree import WIDTH, Style, render_tree
 from .watch import watch_frames
 
+CRONFLOW_KINDS = ("cronflow", "cronflows", "cflow", "cronflow.bullflow.io")
 # A write refused because the flow changed since it was read (409) is tried again this often,
 # each time on the flow as it is then.
 WRITE_TRIES = 5
@@ -30,6 +32,9 @@ def out_width(stream: TextIO) -> int:
 
 def tree(kube: Kube, args: argparse.Namespace, out: TextIO) -> int:
     namespace = args.namespace or kube.namespace
+    kind, _, name = args.flow.rpartition("/")
+    if kind.lower() in CRONFLOW_KINDS:
+        args.flow = last_run(kube.runs(namespace, name), name)
     width = out_width(out)
     if not args.watch:
         style: Style = "ascii" if args.ascii else "unicode"
@@ -139,10 +144,20 @@ def resubmit(kube: Kube, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def trigger(kube: Kube, args: argparse.Namespace, out: TextIO) -> int:
+    """One run now, named CRONFLOW-manual-xxxxx, as the operator would create it."""
+    namespace = args.namespace or kube.namespace
+    body = manual_run(kube.get_cronflow(namespace, args.cronflow), datetime.now(UTC))
+    created = kube.create(namespace, body)
+    print(f"flow.bullflow.io/{created['metadata']['name']} created", file=out)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Kube, argparse.Namespace, TextIO], int]] = {
     "tree": tree,
     "list": listing,
     "retry": retry,
     "stop": stop,
     "resubmit": resubmit,
+    "trigger": trigger,
 }

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import GROUP, VERSION
+from ..services.cronflow_policy import CRONFLOW_LABEL
 
 PLURAL = "flows"
 WATCH_SECONDS = 60  # one watch request; a new one continues from the last resourceVersion
@@ -58,6 +59,18 @@ class Kube:
         return _object(
             self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         )
+
+    def get_cronflow(self, namespace: str, name: str) -> dict[str, Any]:
+        return _object(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "cronflows", name)
+        )
+
+    def runs(self, namespace: str, cronflow: str) -> list[dict[str, Any]]:
+        """The Flows a CronFlow created (its label), scheduled and manual."""
+        found = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, label_selector=f"{CRONFLOW_LABEL}={cronflow}"
+        )
+        return list(_object(found).get("items") or [])
 
     def list(self, namespace: str | None) -> list[dict[str, Any]]:
         if namespace is None:

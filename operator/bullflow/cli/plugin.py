@@ -5,6 +5,9 @@
     kubectl bullflow retry FLOW [--node PATH_OR_NAME ...] [--reset-attempts] [--wait]
     kubectl bullflow stop FLOW [--wait]        remove the jobs not started; running ones finish
     kubectl bullflow resubmit FLOW [--name NAME]   a new Flow with the same spec runs it all again
+    kubectl bullflow trigger CRONFLOW          run a CronFlow now (a Flow CRONFLOW-manual-xxxxx)
+
+`tree cronflow/NAME` draws the last run of a CronFlow.
 
 Every command takes -n NAMESPACE, --context and --kubeconfig as kubectl does. retry and stop
 write annotations the operator acts on (bullflow.io/retry, bullflow.io/stop).
@@ -25,9 +28,11 @@ __all__ = ["format_duration", "main", "parse_args", "render_tree"]
 DEFAULT_WAIT_SECONDS = 300
 
 
-def _common(parser: argparse.ArgumentParser, flow: bool = True) -> None:
+def _common(
+    parser: argparse.ArgumentParser, flow: bool = True, what: str = "the Flow's name"
+) -> None:
     if flow:
-        parser.add_argument("flow", help="the Flow's name")
+        parser.add_argument("flow", help=what)
     parser.add_argument(
         "-n",
         "--namespace",
@@ -57,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bullflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     tree = sub.add_parser("tree", help="print a Flow as a tree of its jobs and their states")
-    _common(tree)
+    _common(tree, what="the Flow's name, or cronflow/NAME for a CronFlow's last run")
     tree.add_argument("--ascii", action="store_true", help="ASCII symbols and lines only")
     tree.add_argument(
         "-w", "--watch", action="store_true", help="draw it again on each change until it ends"
@@ -85,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     resubmit = sub.add_parser("resubmit", help="create a new Flow with the same spec")
     _common(resubmit)
     resubmit.add_argument("--name", default=None, help="its name (default: generated, FLOW-xxxxx)")
+    trigger = sub.add_parser("trigger", help="run a CronFlow now, as kubectl create job --from")
+    trigger.add_argument("cronflow", help="the CronFlow's name")
+    _common(trigger, flow=False)
     return parser
 
 

@@ -9,6 +9,7 @@ import kopf
 
 from ..config import Settings
 from ..controllers.connections import RedisPool
+from ..controllers.cronflow import CronFlowController
 from ..controllers.flow import FINALIZER, FlowController
 from ..controllers.workerpool import WorkerPoolController
 from ..kopf_compat.storage import MemoryDiffBaseStorage, MemoryProgressStorage
@@ -52,6 +53,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo["config"], memo["kube"], memo["pool"], memo["flows"] = config, kube, pool, flows
     memo["kopf_storages"] = (progress, diffbase)
     memo["workerpools"] = WorkerPoolController(config, kube, pool)
+    memo["cronflows"] = CronFlowController(kube)
     flows.on_submit = memo["workerpools"].notify_work
     memo["workerpools"].on_serving = flows.statuses.no_workers.pool_serves
 
@@ -60,5 +62,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo["flows"].close()
     await memo["workerpools"].close()
+    await memo["cronflows"].close()
     await memo["pool"].close()
     await memo["kube"].close()
