@@ -26,6 +26,7 @@ from typing import Any
 from . import report
 from .autoscaling import autoscaling
 from .burst_write_back import burst_write_back
+from .cron import cron
 from .env import BenchEnv, machine_info
 from .faults import faults
 from .large_flow import large_flow
@@ -63,6 +64,7 @@ SCENARIOS = {
     "worker_pickup": Scenario(worker_pickup, is_async=True, takes_smoke=True, profile="pickup"),
     "faults": Scenario(faults, is_async=False, takes_smoke=True, profile="faults"),
     "retry": Scenario(retry, is_async=True, takes_smoke=False, profile="retry"),
+    "cron": Scenario(cron, is_async=True, takes_smoke=False, profile="cron"),
 }
 ORDER = tuple(SCENARIOS)
 

@@ -29,6 +29,8 @@ class Params:
     as_down_stabilization_seconds: int = 60
     as_repeats: int = 2
     retry_flows: int = 20
+    cron_fires: int = 100
+    cron_idle: int = 1000
 
 
 SMOKE = Params(
@@ -51,4 +53,6 @@ SMOKE = Params(
     as_down_stabilization_seconds=1,
     as_repeats=1,
     retry_flows=3,
+    cron_fires=3,
+    cron_idle=10,
 )

@@ -18,6 +18,7 @@ TITLES = {
     "worker_pickup": "7. Worker pickup",
     "faults": "8. Faults",
     "retry": "9. Retry",
+    "cron": "10. CronFlow",
 }
 
 
