@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from . import GROUP, VERSION
 from .models.common import CEL
 from .models.flow import SPEC_IMMUTABLE_MESSAGE, FlowSpec, FlowStatus, Phase
+from .models.template import FlowTemplateSpec
 from .models.workerpool import (
     ScaleTargetRef,
     Scaling,
@@ -32,6 +33,7 @@ TYPED_DEPTH = 4
 # enclosing lists' maxItems), so rules are kept only where that stays within its budget; the
 # operator applies the same rules (pydantic) everywhere and reports InvalidSpec.
 CEL_MAX_CARDINALITY = 20_000
+TREE_NODES = ("FlowNode", "TemplateNode")  # recursive: typed down to TYPED_DEPTH
 ANY_JSON: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
 DROPPED_KEYS = {"title", "default", "additionalProperties", "nullable"}
 
@@ -44,12 +46,12 @@ def _resolve(
         extra = {k: v for k, v in schema.items() if k not in {"$ref", "default"}}
         if name == "JsonValue":
             return {**ANY_JSON, **_only_description(extra)}
-        node_depth = depth + 1 if name == "FlowNode" else depth
-        if name == "FlowNode" and node_depth > TYPED_DEPTH:
+        node_depth = depth + 1 if name in TREE_NODES else depth
+        if name in TREE_NODES and node_depth > TYPED_DEPTH:
             return {
                 "type": "object",
                 **ANY_JSON,
-                "description": "A FlowNode (validated by the operator below this depth).",
+                "description": f"A {name} (validated by the operator below this depth).",
             }
         resolved = _resolve(copy.deepcopy(defs[name]), defs, node_depth, cardinality)
         return {**resolved, **_only_description(extra)}
@@ -178,6 +180,25 @@ def workerpool_crd() -> dict[str, Any]:
     )
 
 
+def flowtemplate_crd() -> dict[str, Any]:
+    crd = _crd(
+        kind="FlowTemplate",
+        plural="flowtemplates",
+        short_names=["bftpl"],
+        description="A Flow's tree with parameters, for Flows and CronFlows (spec.templateRef).",
+        spec=openapi_schema(FlowTemplateSpec),
+        status={"type": "object", **ANY_JSON},
+        columns=[
+            ("Parameters", "string", ".spec.parameters[*].name", "Parameter names"),
+            ("Age", "date", ".metadata.creationTimestamp", ""),
+        ],
+    )
+    version = crd["spec"]["versions"][0]
+    del version["subresources"]  # no status: nothing to report about a template itself
+    del version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return crd
+
+
 def _crd(
     *,
     kind: str,
@@ -243,6 +264,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
     return {
         "flows.bullflow.io.yaml": flow_crd(),
         "workerpools.bullflow.io.yaml": workerpool_crd(),
+        "flowtemplates.bullflow.io.yaml": flowtemplate_crd(),
     }
 
 

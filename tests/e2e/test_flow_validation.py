@@ -39,9 +39,9 @@ REJECTED_AT_ADMISSION = [
     (
         "both-trees",
         {"root": GOOD_ROOT, "roots": [GOOD_ROOT]},
-        "exactly one of root or roots is required",
+        "exactly one of root, roots or templateRef is required",
     ),
-    ("no-tree", {"prefix": "bull"}, "exactly one of root or roots is required"),
+    ("no-tree", {"prefix": "bull"}, "exactly one of root, roots or templateRef is required"),
     (
         "two-failure-options",
         with_opts({"failParentOnFailure": True, "continueParentOnFailure": True}),

@@ -44,7 +44,11 @@ def test_crd_examples_are_the_repository_examples() -> None:
     examples = yaml.safe_load(annotations()["artifacthub.io/crdsExamples"])
     sources = [
         yaml.safe_load((ROOT / "examples" / name).read_text())
-        for name in ("basic.yaml", "workerpools/etl-workers.yaml")
+        for name in (
+            "basic.yaml",
+            "workerpools/etl-workers.yaml",
+            "templates/map-reduce-template.yaml",
+        )
     ]
     assert examples == sources
     listed = {c["kind"] for c in yaml.safe_load(annotations()["artifacthub.io/crds"])}

@@ -36,7 +36,7 @@ def test_flow_crd_has_cel_rules_printer_columns_and_category():
     version = crd["spec"]["versions"][0]
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     messages = [r["message"] for r in spec["x-kubernetes-validations"]]
-    assert "exactly one of root or roots is required" in messages
+    assert "exactly one of root, roots or templateRef is required" in messages
     opts = spec["properties"]["root"]["properties"]["opts"]
     assert any("mutually exclusive" in r["message"] for r in opts["x-kubernetes-validations"])
     assert [c["name"] for c in version["additionalPrinterColumns"]][:2] == ["Phase", "Progress"]

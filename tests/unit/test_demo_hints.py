@@ -28,6 +28,7 @@ def test_crds_get_helms_ownership_for_the_documented_release(demo: ModuleType) -
     docs, plain = demo.crd_documents()
     assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
         ("CustomResourceDefinition", "flows.bullflow.io"),
+        ("CustomResourceDefinition", "flowtemplates.bullflow.io"),
         ("CustomResourceDefinition", "workerpools.bullflow.io"),
         ("ValidatingAdmissionPolicy", "flows.bullflow.io-immutable-spec"),
         ("ValidatingAdmissionPolicyBinding", "flows.bullflow.io-immutable-spec"),

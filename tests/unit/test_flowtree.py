@@ -122,9 +122,9 @@ def test_job_id_is_not_settable():
 
 
 def test_exactly_one_of_root_and_roots():
-    with pytest.raises(ValueError, match="exactly one of root or roots"):
+    with pytest.raises(ValueError, match="exactly one of root, roots or templateRef"):
         spec(root={"name": "p", "queueName": "a"}, roots=[{"name": "p", "queueName": "a"}])
-    with pytest.raises(ValueError, match="exactly one of root or roots"):
+    with pytest.raises(ValueError, match="exactly one of root, roots or templateRef"):
         spec()
 
 

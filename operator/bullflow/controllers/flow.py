@@ -23,6 +23,7 @@ from .flow_cleanup import FlowCleanup, TtlTimers, flow_ref, status_of
 from .flow_operations import FlowContext, FlowOperations
 from .flow_status import FlowStatusWriter
 from .flow_submission import FlowSubmitter, OnSubmit
+from .flow_template import FlowTemplates
 from .queue_workers import QueueWorkers
 from .redis_wait import RedisWait
 from .tracker import TrackedFlow
@@ -64,6 +65,7 @@ class FlowController:
         self.redis_wait = RedisWait(self.reconcile)
         self.bookkeeper = Bookkeeper(kube, FINALIZER)
         self.operations = FlowOperations(kube, self.statuses)
+        self.templates = FlowTemplates(kube, self.statuses, settings.max_nodes)
 
     @property
     def on_submit(self) -> OnSubmit | None:
@@ -89,9 +91,9 @@ class FlowController:
                 ref, body, status, generation, NOT_IN_REDIS.format(phase=status.phase)
             )
             operate = False
-        spec = await self._valid_spec(body, ref, status, generation)
-        if spec is None:
+        if (valid := await self._valid_spec(body, ref, status, generation, retry)) is None:
             return
+        spec, status = valid
         token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
         self.phases.set(ref.uid, status.phase)
         if status.phase in FINISHED_PHASES and not operate:
@@ -207,18 +209,23 @@ class FlowController:
             return None
 
     async def _valid_spec(
-        self, body: Any, ref: ObjectRef, status: FlowStatus, generation: int | None
-    ) -> FlowSpec | None:
-        """The Flow's spec; None once an invalid one is reported (InvalidSpec)."""
+        self, body: Any, ref: ObjectRef, status: FlowStatus, generation: int | None, retry: int
+    ) -> tuple[FlowSpec, FlowStatus] | None:
+        """The spec the Flow runs (for a templateRef: the template's tree, expanded and recorded
+        in the status returned with it); None once a problem is reported (Ready=False)."""
         try:
             spec = FlowSpec.model_validate(body.get("spec") or {})
         except ValidationError as err:
             await self.statuses.invalid(ref, status, generation, format_validation_error(err))
             return None
+        if spec.template_ref is not None:
+            return await self.templates.effective_spec(
+                ref, spec, status, generation, retry, self.backoff
+            )
         if errors := structural_errors(spec, self.settings.max_nodes):
             await self.statuses.invalid(ref, status, generation, "; ".join(errors))
             return None
-        return spec
+        return spec, status
 
     def _keep_finalizer(self, body: Any, spec: FlowSpec, status: FlowStatus) -> None:
         """A Flow whose jobs reached Redis gets bullflow's finalizer (deletionPolicy Delete), so
@@ -243,6 +250,7 @@ class FlowController:
     async def gone(self, body: Any) -> None:
         self.redis_wait.discard(body["metadata"]["uid"])
         self.operations.forget(body["metadata"]["uid"])
+        self.templates.forget(body["metadata"]["uid"])
         await self.cleanup.gone(body)
 
     def start(self) -> None:
@@ -251,6 +259,7 @@ class FlowController:
 
     async def close(self) -> None:
         self.ttl.close()
+        await self.templates.close()
         await self.redis_wait.close()
         await self.tracker.stop()
         await self.statuses.no_workers.stop()

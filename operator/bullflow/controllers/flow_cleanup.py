@@ -17,8 +17,10 @@ from ..cancellation import raise_if_cancelling
 from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
+from ..services.flow_from_template import recorded_spec
 from ..services.flowstatus import FINISHED_PHASES
 from ..services.flowtree import flow_token, plan
+from ..services.template_expansion import TemplateError
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error
 from ..storage.redis_jobs import REDIS_ERRORS
 from .connections import ConnectionUnresolved, RedisPool
@@ -141,12 +143,14 @@ class FlowCleanup:
         self.ttl.cancel(ref.uid)
         self.phases.drop(ref.uid)
         annotations = body["metadata"].get("annotations") or {}
-        try:
-            spec = FlowSpec.model_validate(body.get("spec") or {})
-        except ValidationError:
-            return  # never submitted
-        token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
         status = status_of(body)
+        try:  # a templateRef's tree: as recorded in the status (flow_from_template)
+            spec = recorded_spec(FlowSpec.model_validate(body.get("spec") or {}), status)
+        except (ValidationError, TemplateError):
+            return  # never submitted
+        if spec is None:
+            return  # a templateRef never expanded: never submitted
+        token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
         tracked = self.statuses.tracker.flows.get(token)
         if tracked is not None and tracked.ref.uid == ref.uid:
             self.statuses.tracker.untrack(token)

@@ -49,3 +49,8 @@ async def flow_operation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     controller = _controller(memo)
     if controller.operations.is_pending(body):
         await controller.operate(body)
+
+
+# FlowTemplate events wake the Flows waiting for their template: registered with the Flow
+# handlers, which they serve.
+from . import flowtemplate  # noqa: E402, F401

@@ -25,6 +25,8 @@ FAILURE_OPTIONS_MESSAGE = (
     "failParentOnFailure, ignoreDependencyOnFailure, removeDependencyOnFailure and "
     "continueParentOnFailure are mutually exclusive: set at most one"
 )
+TREE_MESSAGE = "exactly one of root, roots or templateRef is required"
+ARGUMENTS_MESSAGE = "arguments are for a templateRef: set templateRef or drop arguments"
 SPEC_IMMUTABLE_MESSAGE = "spec is immutable: the flow was submitted to Redis"
 JOB_ID_MESSAGE = (
     "jobId is not user-settable: bullflow derives job ids from the Flow's uid and node path "
@@ -134,15 +136,24 @@ class FlowNode(CamelModel):
     )
 
 
+class TemplateRef(CamelModel):
+    """A FlowTemplate in the Flow's own namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="The FlowTemplate's name.")
+
+
 class FlowSpec(CamelModel):
-    """What to run: one tree (root) or several independent trees (roots)."""
+    """What to run: one tree (root), several trees (roots), or a FlowTemplate (templateRef)."""
 
     model_config = {
         "json_schema_extra": {
             CEL: [
                 cel(
-                    "has(self.root) != has(self.roots)", "exactly one of root or roots is required"
+                    "(has(self.root) ? 1 : 0) + (has(self.roots) ? 1 : 0)"
+                    " + (has(self.templateRef) ? 1 : 0) == 1",
+                    TREE_MESSAGE,
                 ),
+                cel("!has(self.arguments) || has(self.templateRef)", ARGUMENTS_MESSAGE),
                 # Immutability is not a rule here but an admission policy (crdgen): a CRD rule
                 # on the spec runs on every status write too, and `self == oldSelf` on a big
                 # spec made every status write compare the whole tree.
@@ -156,6 +167,17 @@ class FlowSpec(CamelModel):
         min_length=1,
         max_length=MAX_ROOTS,
         description="Independent trees submitted together in one transaction (addBulk).",
+    )
+    template_ref: TemplateRef | None = Field(
+        default=None,
+        description=(
+            "Run a FlowTemplate's tree, expanded once with `arguments` when the Flow is "
+            "submitted (recorded in status.template: a later template edit does not change it)."
+        ),
+    )
+    arguments: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="Values of the template's parameters (any JSON), by parameter name.",
     )
     prefix: str = Field(
         default="bull",
@@ -187,8 +209,11 @@ class FlowSpec(CamelModel):
 
     @model_validator(mode="after")
     def _exactly_one_tree(self) -> FlowSpec:
-        if (self.root is None) == (self.roots is None):
-            raise ValueError("exactly one of root or roots is required")
+        given = (self.root, self.roots, self.template_ref)
+        if sum(part is not None for part in given) != 1:
+            raise ValueError(TREE_MESSAGE)
+        if self.arguments is not None and self.template_ref is None:
+            raise ValueError(ARGUMENTS_MESSAGE)
         return self
 
     def trees(self) -> list[FlowNode]:
@@ -258,6 +283,18 @@ class RetryRecord(CamelModel):
     reset_attempts: bool = Field(default=False, description="attemptsMade was reset.")
 
 
+class TemplateRecord(CamelModel):
+    """The FlowTemplate a Flow's tree was made from, as it was when the Flow first expanded it:
+    the Flow expands from this record ever after (a re-submission after a crash, an operator
+    restart), never from the live template, which may have been edited or deleted since."""
+
+    name: str = Field(description="The FlowTemplate's name.")
+    uid: str = Field(description="The FlowTemplate's uid.")
+    generation: int | None = Field(default=None, description="Its generation then.")
+    digest: str = Field(description="sha256 of the expanded spec (canonical JSON).")
+    source: str = Field(description="The template's spec then: gzip'd JSON, base64.")
+
+
 class FlowStatus(CamelModel):
     """Written only by the operator, through the status subresource."""
 
@@ -293,6 +330,9 @@ class FlowStatus(CamelModel):
     last_handled_stop: str | None = Field(
         default=None,
         description="The last bullflow.io/stop value the operator handled (applied or refused).",
+    )
+    template: TemplateRecord | None = Field(
+        default=None, description="For a Flow with a templateRef: what it was expanded from."
     )
 
 
