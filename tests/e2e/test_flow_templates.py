@@ -9,6 +9,7 @@ import redis
 import yaml
 
 from tests.e2e.flows import EXAMPLES, Flows, condition, nodes_by_name
+from tests.e2e.operator_proc import OperatorProcess
 
 TEMPLATES = EXAMPLES / "templates"
 
@@ -190,3 +191,38 @@ def test_admission_refuses_a_tree_and_a_template_ref_together(kubectl, flow_crds
     doc["spec"]["root"] = {"name": "x", "queueName": "q"}
     with pytest.raises(RuntimeError, match="exactly one of root, roots or templateRef"):
         apply(kubectl, namespace, doc)
+
+
+def test_operator_restart_follows_the_recorded_tree_not_the_edited_template(
+    local_cluster,
+    redis_server,
+    private_namespace,
+    tmp_path,
+    flow_crds,
+    kube_client,
+    kubectl,
+    workers,
+    redis_prefix,
+):
+    operator = OperatorProcess(
+        local_cluster.kubeconfig,
+        redis_server.url,
+        tmp_path / "op",
+        namespaces=[private_namespace],
+    )
+    try:
+        operator.start()
+        flows = Flows(kube_client, kubectl, private_namespace)
+        apply(kubectl, private_namespace, template_doc("slow", SLOW))
+        flows.apply(flow_doc("kept", "slow", {"label": "k"}, redis_prefix))
+        submitted = flows.wait("kept", ("Submitted",), timeout=30)  # no workers yet
+        operator.stop()
+        apply(kubectl, private_namespace, template_doc("slow", EDITED))
+        workers.start("python", ["tpl"], redis_prefix)
+        operator.start()
+        done = flows.wait("kept", timeout=60)
+    finally:
+        operator.stop()
+    assert done["status"]["phase"] == "Completed"
+    assert done["status"]["result"] == "k-v1" and done["status"]["totalNodes"] == 1
+    assert done["status"]["template"] == submitted["status"]["template"]
