@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from . import GROUP, VERSION
 from .models.common import CEL
+from .models.cronflow import CronFlowSpec, CronFlowStatus
 from .models.flow import SPEC_IMMUTABLE_MESSAGE, FlowSpec, FlowStatus, Phase
 from .models.template import FlowTemplateSpec
 from .models.workerpool import (
@@ -180,6 +181,36 @@ def workerpool_crd() -> dict[str, Any]:
     )
 
 
+def cronflow_crd() -> dict[str, Any]:
+    spec = openapi_schema(CronFlowSpec)
+    _server_defaults(
+        spec["properties"],
+        CronFlowSpec,
+        "concurrency_policy",
+        "suspend",
+        "successful_flows_history_limit",
+        "failed_flows_history_limit",
+    )
+    flow_spec = spec["properties"]["flowTemplate"]["properties"]["spec"]["properties"]
+    _server_defaults(flow_spec, FlowSpec, "prefix", "deletion_policy")
+    return _crd(
+        kind="CronFlow",
+        plural="cronflows",
+        short_names=["cflow"],
+        description="A Flow created on a schedule (Kubernetes CronJob's semantics).",
+        spec=spec,
+        status=openapi_schema(CronFlowStatus),
+        columns=[
+            ("Schedule", "string", ".spec.schedule", "Cron schedule"),
+            ("Suspend", "boolean", ".spec.suspend", "No new runs while true"),
+            ("Active", "integer", ".status.activeCount", "Runs not ended"),
+            ("Last Schedule", "date", ".status.lastScheduleTime", "Last run's scheduled time"),
+            ("Next", "string", ".status.nextScheduleTime", "Next scheduled time"),
+            ("Age", "date", ".metadata.creationTimestamp", ""),
+        ],
+    )
+
+
 def flowtemplate_crd() -> dict[str, Any]:
     crd = _crd(
         kind="FlowTemplate",
@@ -264,6 +295,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
     return {
         "flows.bullflow.io.yaml": flow_crd(),
         "workerpools.bullflow.io.yaml": workerpool_crd(),
+        "cronflows.bullflow.io.yaml": cronflow_crd(),
         "flowtemplates.bullflow.io.yaml": flowtemplate_crd(),
     }
 

@@ -48,6 +48,7 @@ def test_crd_examples_are_the_repository_examples() -> None:
             "basic.yaml",
             "workerpools/etl-workers.yaml",
             "templates/map-reduce-template.yaml",
+            "cron/nightly-etl.yaml",
         )
     ]
     assert examples == sources
