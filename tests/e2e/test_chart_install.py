@@ -51,6 +51,8 @@ RELEASE = "bf"
 CRDS = (
     ("crd", "flows.bullflow.io"),
     ("crd", "workerpools.bullflow.io"),
+    ("crd", "flowtemplates.bullflow.io"),
+    ("crd", "cronflows.bullflow.io"),
     ("validatingadmissionpolicy", SPEC_IMMUTABLE_POLICY),
     ("validatingadmissionpolicybinding", SPEC_IMMUTABLE_POLICY),
 )
@@ -520,7 +522,12 @@ def test_rbac_is_sufficient_for_workerpools(
         ("patch", "workerpools.bullflow.io/status", "watched", True),
         ("update", "flows.bullflow.io/status", "watched", False),
         ("delete", "flows.bullflow.io", "watched", True),
-        ("create", "flows.bullflow.io", "watched", False),
+        # A CronFlow's runs: the operator creates them (never in another namespace).
+        ("create", "flows.bullflow.io", "watched", True),
+        ("create", "flows.bullflow.io", "other", False),
+        ("patch", "cronflows.bullflow.io/status", "watched", True),
+        ("update", "cronflows.bullflow.io", "watched", False),
+        ("delete", "cronflows.bullflow.io", "watched", False),
         ("get", "flows.bullflow.io", "other", False),
         ("list", "flows.bullflow.io", "all", False),
         ("create", "events", "watched", True),

@@ -27,6 +27,7 @@ def demo() -> ModuleType:
 def test_crds_get_helms_ownership_for_the_documented_release(demo: ModuleType) -> None:
     docs, plain = demo.crd_documents()
     assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
+        ("CustomResourceDefinition", "cronflows.bullflow.io"),
         ("CustomResourceDefinition", "flows.bullflow.io"),
         ("CustomResourceDefinition", "flowtemplates.bullflow.io"),
         ("CustomResourceDefinition", "workerpools.bullflow.io"),
