@@ -8,7 +8,8 @@ its job's `added` event in the queue's events stream (stream id ms, Redis's cloc
 
 Idle cost: `cron_idle` CronFlows on `@yearly` (none fires) are created; once each shows its
 nextScheduleTime, the operator's CPU (utime+stime) over `idle_seconds` and its RSS, beside its
-RSS before they existed. An idle CronFlow is one timer handle in the operator. No baseline:
+RSS before they existed (the fires' Flows deleted first). An idle CronFlow is one timer
+handle in the operator. No baseline:
 BullMQ has no scheduled flows."""
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ async def _fires(
             _content_type="application/merge-patch+json",
         )  # fmt: skip
         listing = await custom.list_namespaced_custom_object(GROUP, VERSION, ns, "flows")
+        await _clear(custom, ns)
     finally:
         await watcher.stop()
     added = await added_ms_by_uid(env.redis_url, events_key(prefix, QUEUE))
@@ -77,6 +79,20 @@ async def _fires(
         if meta["uid"] in added:
             to_job.append(added[meta["uid"]] - scheduled_ms)
     return to_flow, to_job
+
+
+async def _clear(custom: Any, ns: str) -> None:
+    """The fires' CronFlow and Flows deleted (and gone), so that the idle part measures idle
+    CronFlows only, not Flows the operator still follows."""
+    for plural in ("cronflows", "flows"):
+        await custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, plural)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        left = await custom.list_namespaced_custom_object(GROUP, VERSION, ns, "flows")
+        if not left["items"]:
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{len(left['items'])} Flows of the fires still there after 60 s")
 
 
 async def _idle(custom: Any, env: BenchEnv, ns: str, prm: Params) -> dict[str, float]:
