@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 from kubernetes import client
 
-from tests.e2e.flows import GROUP, VERSION, BullflowObjects
+from tests.e2e.flows import EXAMPLES, GROUP, VERSION, BullflowObjects
 from tests.e2e.operator_proc import OperatorProcess
 from tests.e2e.test_plugin_and_argocd_health import plugin
 
@@ -316,3 +317,42 @@ def test_bad_input_is_refused_or_reported(operator, cronflows, kubectl, redis_pr
     cronflows.wait_until(
         "fine scheduled", lambda: _ready_reason(cronflows.get("fine")) == "Scheduled"
     )
+
+
+def test_cron_examples_run_when_triggered(
+    operator, workers, cronflows, kubectl, redis_prefix, local_cluster
+):
+    """examples/cron: the nightly ETL (inline tree) and the daily report (over the FlowTemplate
+    examples/templates/report-template.yaml), each run now with `kubectl bullflow trigger`."""
+    ns = cronflows.namespace
+    template = yaml.safe_load((EXAMPLES / "templates" / "report-template.yaml").read_text())
+    kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(template))
+    workers.start("python", ["reports", "report-sections", "etl-extract"], redis_prefix)
+    workers.start("node", ["etl-transform", "etl-load"], redis_prefix)
+    for example in ("nightly-etl", "daily-report"):
+        doc = yaml.safe_load((EXAMPLES / "cron" / f"{example}.yaml").read_text())
+        doc["spec"]["flowTemplate"]["spec"]["prefix"] = redis_prefix
+        cronflows.apply(doc)
+        done = plugin(local_cluster, "trigger", example, "-n", ns)
+        assert done.returncode == 0, done.stderr
+    runs = {
+        name: cronflows.wait_until(
+            f"{name}'s run completed",
+            lambda n=name: next((f for f in cronflows.runs(n) if phase(f) == "Completed"), None),
+            60,
+        )
+        for name in ("nightly-etl", "daily-report")
+    }
+    etl = runs["nightly-etl"]
+    berlin = _local_date(etl, "Europe/Berlin")
+    assert etl["spec"]["root"]["data"]["day"] == berlin
+    assert list(etl["status"]["result"].values()) == [100]  # load collects transform's sum
+    report = runs["daily-report"]
+    new_york = _local_date(report, "America/New_York")
+    assert report["spec"]["arguments"]["month"] == new_york
+    assert {n["name"] for n in report["status"]["nodes"]} >= {f"assemble-report-{new_york}"}
+
+
+def _local_date(flow: dict[str, Any], zone: str) -> str:
+    at = flow["metadata"]["annotations"]["bullflow.io/scheduled-at"].replace("Z", "+00:00")
+    return datetime.fromisoformat(at).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d")
