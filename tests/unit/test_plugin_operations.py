@@ -203,3 +203,37 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
         parse_args(argv)
     assert exit_.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_retry_by_name_of_a_large_templated_flow_reads_the_recorded_tree() -> None:
+    """A large flow's status lists only some jobs, and a templated Flow's spec has no tree:
+    the names come from the template its status recorded, not from the live template."""
+    from bullflow.models.flow import FlowSpec
+    from bullflow.services.flow_from_template import record
+
+    template = {
+        "metadata": {"name": "fan", "uid": "u-1", "generation": 3},
+        "spec": {
+            "parameters": [{"name": "items", "type": "array", "required": True}],
+            "root": {
+                "name": "reduce",
+                "queueName": "q",
+                "children": [
+                    {"name": "map-${item}", "queueName": "q", "withItems": "${params.items}"}
+                ],
+            },
+        },
+    }
+    spec = {"templateRef": {"name": "fan"}, "arguments": {"items": ["a", "b"]}}
+    _, recorded = record(template, FlowSpec.model_validate(spec), 100)
+    flow = {
+        "metadata": {"name": "f", "namespace": "ns"},
+        "spec": spec,
+        "status": {
+            "phase": "Failed",
+            "nodesTruncated": True,
+            "nodes": [{"path": "0.1", "name": "map-b", "state": "failed"}],
+            "template": recorded.model_dump(by_alias=True, exclude_none=True),
+        },
+    }
+    assert ops.resolve_nodes(flow, ["map-a", "reduce"]) == ["0.0", "0"]

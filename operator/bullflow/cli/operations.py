@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from .. import GROUP, VERSION
+from ..models.flow import FlowSpec, FlowStatus
+from ..services.flow_from_template import recorded_spec
+from ..services.template_expansion import TemplateError
 from .tree import condition
 
 RETRY = "bullflow.io/retry"
@@ -55,9 +60,26 @@ def retry_token(now: datetime, random_hex: str | None = None) -> str:
     return f"{rfc3339(now)}/{random_hex or secrets.token_hex(3)}"
 
 
+def _running_spec(flow: dict[str, Any]) -> dict[str, Any]:
+    """The spec whose tree the flow runs: its own, or for a `templateRef` the expansion its
+    status recorded (the live template may have changed since)."""
+    spec = flow.get("spec") or {}
+    if not spec.get("templateRef"):
+        return spec
+    try:
+        # Only the record is read: the rest of the status is not needed to expand it.
+        record = (flow.get("status") or {}).get("template")
+        recorded = recorded_spec(
+            FlowSpec.model_validate(spec), FlowStatus.model_validate({"template": record})
+        )
+    except (TemplateError, ValidationError) as err:
+        raise OperationError(f"{ref(flow)}: cannot read its recorded template: {err}") from None
+    return recorded.to_wire() if recorded is not None else {}
+
+
 def _spec_nodes(flow: dict[str, Any]) -> list[tuple[str, str]]:
     """(path, name) of every node of the spec, paths as the operator numbers them."""
-    spec = flow.get("spec") or {}
+    spec = _running_spec(flow)
     trees = [spec["root"]] if spec.get("root") else list(spec.get("roots") or [])
     stack = [(str(i), node) for i, node in enumerate(trees)]
     found = []
