@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bullflow.models.cronflow import CronFlowSpec
 from bullflow.models.flow import FlowSpec
+from bullflow.models.template import FlowTemplateSpec
 from bullflow.models.workerpool import WorkerPoolSpec
 from tests.harness import doc_snippets
 from tests.harness.doc_snippets import ROOT, Snippet
@@ -27,6 +29,12 @@ REPO_PATH = re.compile(
     r"^(examples|crds|charts|docs|hack|operator|worker-image|tests|bench|argocd)/[\w./*-]*$"
 )
 VENV_BIN = Path(sys.executable).parent
+SPEC_MODELS = {
+    "Flow": FlowSpec,
+    "WorkerPool": WorkerPoolSpec,
+    "FlowTemplate": FlowTemplateSpec,
+    "CronFlow": CronFlowSpec,
+}
 # bullflow's own commands: their flags are checked against their --help.
 OWN_COMMANDS = {
     "bullflow-operator": [str(VENV_BIN / "bullflow-operator")],
@@ -61,7 +69,7 @@ def test_every_yaml_block_parses_and_bullflow_objects_are_valid(snippet: Snippet
         assert isinstance(document, dict), f"{snippet.where}: not a mapping"
         if document.get("apiVersion") != "bullflow.io/v1alpha1":
             continue
-        model = {"Flow": FlowSpec, "WorkerPool": WorkerPoolSpec}[document["kind"]]
+        model = SPEC_MODELS[document["kind"]]
         model.model_validate(document["spec"])
 
 
