@@ -149,8 +149,15 @@ def test_requests_while_redis_is_down_wait_then_apply_once(
     counts = executions(own_redis.url, redis_prefix, queues(retry_doc["spec"]["root"]))
     assert by_path(flow, counts) == {"0": 1, "0.0": 1, "0.1": 2}
 
-    stopped = flows.wait("down-stop", ("Stopped",), timeout=60)
-    assert stopped["status"]["lastHandledStop"] == "by tester while down"
+    stopped = flows.wait_for(
+        "down-stop",
+        lambda f: (
+            f["status"].get("lastHandledStop") == "by tester while down"
+            and f["status"]["phase"] == "Stopped"
+        ),
+        "the stop applied and the flow Stopped",
+        timeout=60,
+    )
     assert condition(stopped, "Stopped")["message"] == (
         "stopped (by tester while down): 2 jobs not yet started removed, "
         "0 running jobs left to finish"

@@ -22,6 +22,7 @@ from ..services.flowstatus import StopNote
 from ..services.flowtree import PlannedJob
 from ..services.operation_status import (
     operation_pending,
+    predates_handled,
     retried,
     retry_refused,
     stop_refused,
@@ -102,12 +103,12 @@ class FlowOperations:
         return bool((retry and done.get("retry") != retry) or (stop and done.get("stop") != stop))
 
     def is_stale(self, body: Any) -> bool:
-        """The body predates a retry this process applied (its status does not show it yet):
-        its phase (Failed, Stopped) is no longer true, and acting on it would stop following
-        a flow that runs again."""
-        applied = self._handled.get(body["metadata"]["uid"], {}).get("retry")
-        shown = (body.get("status") or {}).get("lastHandledRetry")
-        return applied is not None and applied != shown
+        """The body predates a retry or stop this process handled (its status does not show it
+        yet): after a retry its phase (Failed, Stopped) is no longer true and acting on it would
+        stop following a flow that runs again; after a stop, following the flow anew from its
+        status would write that status back without the stop recorded (lastHandledStop)."""
+        handled = self._handled.get(body["metadata"]["uid"], {})
+        return predates_handled(handled, body.get("status"))
 
     async def refuse_unsubmitted(
         self, ref: ObjectRef, body: Any, status: FlowStatus, generation: int | None, why: str
@@ -261,15 +262,17 @@ class FlowOperations:
             outcome = await transact(ctx.conn, ctx.spec.prefix, ctx.token, ctx.jobs, decide)
         except (StopRefused, MarkerGone, TooManyConflicts) as err:
             return await self._refuse_stop(ctx.ref, status, token, str(err), ctx.generation)
-        self._handled.setdefault(ctx.ref.uid, {})["stop"] = token
         ops = await read_operations(ctx.conn, ctx.spec.prefix, ctx.token)
         if outcome == ALREADY:
             metrics.FLOW_STOPS.labels(ALREADY).inc()
         else:
             metrics.FLOW_STOPS.labels("applied").inc()
+        # Handled (self._handled) only once written, as for a retry: if a write fails, the next
+        # event handles the token again and finds it in the marker (already-applied).
         if ops is None or not ops.stopped:  # undone by a retry already: only record it
             status = status.model_copy(update={"last_handled_stop": token})
             await self.statuses.write(ctx.ref, status, "condition")
+            self._handled.setdefault(ctx.ref.uid, {})["stop"] = token
             return status
         note = note_of(ops)
         if outcome != ALREADY:
@@ -278,6 +281,7 @@ class FlowOperations:
         self.statuses.stops[ctx.token] = note
         status = stopped(status, note, ctx.generation, now_rfc3339())
         await self.statuses.write(ctx.ref, status, "condition")
+        self._handled.setdefault(ctx.ref.uid, {})["stop"] = token
         await self._event(ctx.ref, "Normal", "Stopped", note.message)
         return status
 
@@ -285,9 +289,9 @@ class FlowOperations:
         self, ref: ObjectRef, status: FlowStatus, token: str, why: str, gen: int | None
     ) -> FlowStatus:
         metrics.FLOW_STOPS.labels("refused").inc()
-        self._handled.setdefault(ref.uid, {})["stop"] = token
         status = stop_refused(status, token, why, gen)
         await self.statuses.write(ref, status, "condition")
+        self._handled.setdefault(ref.uid, {})["stop"] = token
         await self._event(ref, "Warning", "StopRefused", f"stop {token!r} refused: {why}")
         return status
 

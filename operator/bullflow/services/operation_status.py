@@ -7,6 +7,17 @@ from .conditions import set_condition
 from .flowstatus import StopNote, plural
 
 MAX_RETRY_RECORDS = 20
+# The status field recording each kind of request handled.
+HANDLED_FIELDS = {"retry": "lastHandledRetry", "stop": "lastHandledStop"}
+
+
+def predates_handled(handled: dict[str, str], wire_status: dict | None) -> bool:
+    """A Flow body (its status as the API returned it) older than the status write recording a
+    request this process handled (kind -> token). Its phase and status are out of date:
+    following the flow from it would write that old status back over the newer one, losing
+    what the request recorded (the next event brings the newer body)."""
+    shown = wire_status or {}
+    return any(token != shown.get(HANDLED_FIELDS[kind]) for kind, token in handled.items())
 
 
 def retried(
