@@ -175,8 +175,6 @@ class CronFlowController:
             return
         schedule, spec = problem
         now = self.clock()
-        flows = await self.runs.list(ref)
-        active = [f for f in flows if is_active(f)]
         skipped = _time(status.last_skipped_time)
         last = max(filter(None, [_time(status.last_schedule_time), skipped]), default=None)
         due = due_run(
@@ -186,9 +184,17 @@ class CronFlowController:
             now=now,
             deadline_seconds=spec.starting_deadline_seconds,
         )
+        # Allow needs no look at the runs before creating one: the run is created first (on
+        # time), the runs are listed after it for the status and the history.
+        create_first = not spec.suspend and due.scheduled and spec.concurrency_policy == "Allow"
+        flows = [] if create_first else await self.runs.list(ref)
+        active = [f for f in flows if is_active(f)]
         ready = (True, "Suspended" if spec.suspend else "Scheduled", "")
         if not spec.suspend:
             ready = await self._run_due(ref, body, spec, schedule, due, active, status)
+        if create_first:
+            flows = await self.runs.list(ref)
+            active = [f for f in flows if is_active(f)]
         for name in history_to_prune(
             flows, spec.successful_flows_history_limit, spec.failed_flows_history_limit
         ):
