@@ -3,6 +3,8 @@ even before a worker takes a job, the retry history bounded."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bullflow.models.flow import FlowStatus, RetryRecord
 from bullflow.services.flowstatus import JobSnapshot, StatusLimits, StopNote, build_status
 from bullflow.services.flowtree import plan
@@ -76,3 +78,8 @@ def test_refusals_record_the_token_and_keep_who_stopped_it():
     again = stop_refused(stopped, "y", "already stopped", 1)
     assert again.last_handled_stop == "y"
     assert next(c for c in again.conditions if c.type == "Stopped").message == NOTE.message
+
+
+def test_a_stop_with_nothing_running_says_so():
+    note = replace(NOTE, running=0)
+    assert note.message == "stopped (by me at t): 2 jobs not yet started removed, none was running"

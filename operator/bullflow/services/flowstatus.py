@@ -47,9 +47,12 @@ class StopNote:
 
     @property
     def message(self) -> str:
+        removed = f"{plural(len(self.removed), 'job')} not yet started removed"
+        if not self.running:
+            return f"stopped ({self.token}): {removed}, none was running"
         return (
-            f"stopped ({self.token}): {plural(len(self.removed), 'job')} not yet started "
-            f"removed, {plural(self.running, 'running job')} left to finish"
+            f"stopped ({self.token}): {removed}, "
+            f"{plural(self.running, 'running job')} left to finish"
         )
 
 
