@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..config import Settings
+from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
 from ..services.flowstatus import FINISHED_PHASES
@@ -202,7 +203,11 @@ class FlowController:
             metrics.SUBMISSIONS.labels("error").inc()
             message = f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}"
             log.warning(
-                "flow %s/%s waits for Redis to be submitted: %s", ref.namespace, ref.name, message
+                "flow %s/%s waits for Redis to be submitted: %s",
+                ref.namespace,
+                ref.name,
+                message,
+                extra=about(ref.namespace, ref.name),
             )
             self.redis_wait.add(conn, body)
             await self.statuses.not_ready(ref, status, generation, "RedisUnavailable", message)

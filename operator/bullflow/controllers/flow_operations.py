@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import metrics
+from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus, RetryRecord
 from ..services.conditions import now_rfc3339
 from ..services.flowstatus import StopNote
@@ -205,14 +206,7 @@ class FlowOperations:
         else:
             metrics.FLOW_RETRIES.labels("applied").inc()
             nodes = outcome.result
-            log.info(
-                "flow %s/%s: retry %r applied in %.3fs (%d jobs)",
-                ctx.ref.namespace,
-                ctx.ref.name,
-                req.token,
-                time.monotonic() - started,
-                len(nodes),
-            )
+            _log_applied(ctx.ref, req.token, time.monotonic() - started, len(nodes))
         record = RetryRecord(
             value=req.token, time=now_rfc3339(), nodes=nodes, reset_attempts=req.reset_attempts
         )
@@ -299,7 +293,25 @@ class FlowOperations:
         try:
             await self.kube.event(ref, type_, reason, message)
         except Exception as err:  # the status holds the truth; an Event is best effort
-            log.warning("posting an Event for flow %s/%s failed: %s", ref.namespace, ref.name, err)
+            log.warning(
+                "posting an Event for flow %s/%s failed: %s",
+                ref.namespace,
+                ref.name,
+                err,
+                extra=about(ref.namespace, ref.name),
+            )
+
+
+def _log_applied(ref: ObjectRef, token: str, seconds: float, jobs: int) -> None:
+    log.info(
+        "flow %s/%s: retry %r applied in %.3fs (%d jobs)",
+        ref.namespace,
+        ref.name,
+        token,
+        seconds,
+        jobs,
+        extra=about(ref.namespace, ref.name),
+    )
 
 
 def note_of(ops: StoredOperations) -> StopNote:

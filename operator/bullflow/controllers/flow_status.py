@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from ..config import Settings
+from ..logs import about
 from ..models.common import Condition
 from ..models.flow import FlowStatus
 from ..redaction import scrub
@@ -126,6 +127,7 @@ class FlowStatusWriter:
                     flow.ref.namespace,
                     flow.ref.name,
                     err,
+                    extra=about(flow.ref.namespace, flow.ref.name),
                 )
                 return Outcome.RETRY
         self.on_finished(flow.ref, flow.ttl_seconds, desired)
@@ -179,6 +181,7 @@ class FlowStatusWriter:
                         flow.ref.namespace,
                         flow.ref.name,
                         budget,
+                        extra=about(flow.ref.namespace, flow.ref.name),
                     )
                     return False
             if not flow.failing:
@@ -187,13 +190,19 @@ class FlowStatusWriter:
                     flow.ref.namespace,
                     flow.ref.name,
                     describe_api_error(err),
+                    extra=about(flow.ref.namespace, flow.ref.name),
                 )
             flow.failing = True
             return False
         if not found:
             return None
         if flow.failing:
-            log.info("the status of flow %s/%s is written again", flow.ref.namespace, flow.ref.name)
+            log.info(
+                "the status of flow %s/%s is written again",
+                flow.ref.namespace,
+                flow.ref.name,
+                extra=about(flow.ref.namespace, flow.ref.name),
+            )
         flow.status = desired
         return True
 
@@ -230,6 +239,7 @@ class FlowStatusWriter:
                 flow.ref.namespace,
                 flow.ref.name,
                 describe_api_error(err),
+                extra=about(flow.ref.namespace, flow.ref.name),
             )
 
     async def _post_transitions(self, flow: TrackedFlow, old: FlowStatus, new: FlowStatus) -> None:

@@ -13,6 +13,7 @@ import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import GROUP, VERSION
+from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus
 from ..services.flow_from_template import record, recorded_spec
 from ..services.template_expansion import TemplateError
@@ -127,7 +128,13 @@ class FlowTemplates:
             )
         except ApiException as err:
             if err.status != 404:
-                log.warning("flow %s/%s: cannot read it: %s", namespace, name, err.reason)
+                log.warning(
+                    "flow %s/%s: cannot read it: %s",
+                    namespace,
+                    name,
+                    err.reason,
+                    extra=about(namespace, name),
+                )
             return
         if body["metadata"]["uid"] != uid:
             return
@@ -137,5 +144,8 @@ class FlowTemplates:
             return  # still waiting: registered again by the reconcile
         except Exception:  # the flow's own kopf retries go on; this poke only hastens them
             log.exception(
-                "flow %s/%s: reconcile after its template changed failed", namespace, name
+                "flow %s/%s: reconcile after its template changed failed",
+                namespace,
+                name,
+                extra=about(namespace, name),
             )

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from .. import metrics
 from ..cancellation import raise_if_cancelling
+from ..logs import about
 from ..services.flowtree import parse_job_id
 from ..storage.redis_jobs import BullRedis, StreamEntry, events_key
 from .connections import redacted_url
@@ -287,6 +288,7 @@ class FlowTracker:
                             flow.ref.namespace,
                             flow.ref.name,
                             err,
+                            extra=about(flow.ref.namespace, flow.ref.name),
                         )
                     outcome = Outcome.RETRY
                 flow.failing = outcome is Outcome.RETRY

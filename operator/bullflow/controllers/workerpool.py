@@ -158,7 +158,13 @@ class WorkerPoolController:
             message,
             extra=about(ref.namespace, ref.name),
         )
-        log.debug("WorkerPool %s/%s: reconcile failure", ref.namespace, ref.name, exc_info=err)
+        log.debug(
+            "WorkerPool %s/%s: reconcile failure",
+            ref.namespace,
+            ref.name,
+            exc_info=err,
+            extra=about(ref.namespace, ref.name),
+        )
         generation = body["metadata"].get("generation")
         await state.report.condition("Ready", False, "ReconcileError", message, generation)
 
