@@ -42,3 +42,25 @@ class Condition(CamelModel):
     message: str = Field(default="", description="Human-readable details.")
     observed_generation: int | None = Field(default=None, description="Spec generation seen.")
     last_transition_time: str = Field(description="RFC 3339 time of the last status change.")
+
+
+# A BullMQ key prefix: no `:` (BullMQ's separator); `{}` allowed for Redis Cluster hash tags.
+PREFIX_PATTERN = r"^[A-Za-z0-9_.{}-]+$"
+
+
+def prefix_field(default: str | None) -> Any:
+    """The `prefix` field of every resource naming BullMQ queues."""
+    return Field(
+        default=default,
+        min_length=1,
+        max_length=64,
+        pattern=PREFIX_PATTERN,
+        description="BullMQ key prefix.",
+    )
+
+
+def connection_field() -> Any:
+    """The `connection` field of every resource that talks to Redis."""
+    return Field(
+        default=None, description="Secret with the Redis URL; default: the operator's own."
+    )

@@ -6,7 +6,15 @@ from typing import Any, Literal
 
 from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
-from .common import CEL, CamelModel, Condition, SecretKeyRef, cel
+from .common import (
+    CEL,
+    CamelModel,
+    Condition,
+    SecretKeyRef,
+    cel,
+    connection_field,
+    prefix_field,
+)
 
 # BullMQ: priorities 0..2^21; queue names and job ids must not contain ':' (key separator).
 MAX_PRIORITY = 2_097_152
@@ -14,7 +22,6 @@ MAX_DEPTH = 100
 MAX_CHILDREN = 20_000
 MAX_ROOTS = 1_000
 NAME_PATTERN = r"^[^:]+$"
-PREFIX_PATTERN = r"^[A-Za-z0-9_.{}-]+$"
 FAILURE_OPTIONS = (
     "failParentOnFailure",
     "ignoreDependencyOnFailure",
@@ -179,16 +186,8 @@ class FlowSpec(CamelModel):
         default=None,
         description="Values of the template's parameters (any JSON), by parameter name.",
     )
-    prefix: str = Field(
-        default="bull",
-        min_length=1,
-        max_length=64,
-        pattern=PREFIX_PATTERN,
-        description="BullMQ key prefix.",
-    )
-    connection: SecretKeyRef | None = Field(
-        default=None, description="Secret with the Redis URL; default: the operator's own."
-    )
+    prefix: str = prefix_field("bull")
+    connection: SecretKeyRef | None = connection_field()
     deletion_policy: Literal["Delete", "Orphan"] = Field(
         default="Delete", description="Delete removes the flow's jobs from Redis with the Flow."
     )

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field, JsonValue, field_validator, model_validator
 
-from .common import CEL, CamelModel, SecretKeyRef, cel
-from .flow import MAX_CHILDREN, MAX_ROOTS, PREFIX_PATTERN
+from .common import CEL, CamelModel, SecretKeyRef, cel, connection_field, prefix_field
+from .flow import MAX_CHILDREN, MAX_ROOTS
 
 MAX_PARAMETERS = 100
 PARAMETER_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -82,16 +82,8 @@ class FlowTemplateSpec(CamelModel):
     roots: list[TemplateNode] | None = Field(
         default=None, min_length=1, max_length=MAX_ROOTS, description="Independent trees."
     )
-    prefix: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=64,
-        pattern=PREFIX_PATTERN,
-        description="BullMQ key prefix.",
-    )
-    connection: SecretKeyRef | None = Field(
-        default=None, description="Secret with the Redis URL; default: the operator's own."
-    )
+    prefix: str | None = prefix_field(None)
+    connection: SecretKeyRef | None = connection_field()
     deletion_policy: Literal["Delete", "Orphan"] | None = Field(
         default=None, description="Delete removes the flow's jobs from Redis with the Flow."
     )

@@ -6,8 +6,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from .common import CEL, CamelModel, Condition, SecretKeyRef, cel
-from .flow import NAME_PATTERN, PREFIX_PATTERN
+from .common import (
+    CEL,
+    CamelModel,
+    Condition,
+    SecretKeyRef,
+    cel,
+    connection_field,
+    prefix_field,
+)
+from .flow import NAME_PATTERN
 
 PROCESSOR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 MIN_MAX_MESSAGE = "scaling.minReplicas must be <= scaling.maxReplicas"
@@ -147,16 +155,8 @@ class WorkerPoolSpec(CamelModel):
     queues: list[QueueName] = Field(
         min_length=1, max_length=50, description="Queue names these workers consume."
     )
-    prefix: str = Field(
-        default="bull",
-        min_length=1,
-        max_length=64,
-        pattern=PREFIX_PATTERN,
-        description="BullMQ key prefix.",
-    )
-    connection: SecretKeyRef | None = Field(
-        default=None, description="Secret with the Redis URL; default: the operator's own."
-    )
+    prefix: str = prefix_field("bull")
+    connection: SecretKeyRef | None = connection_field()
     worker: WorkerTemplate | None = Field(
         default=None, description="Run the bullflow worker image (an owned Deployment)."
     )
