@@ -3,6 +3,7 @@ server (dry run): the README's own-cluster path really takes a flow to `Complete
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -26,6 +27,8 @@ YAML = [s for s in SNIPPETS if s.lang in doc_snippets.YAML_LANGUAGES]
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_docs_scenario_runs(name: str, harness_tools: Tools) -> None:
+    # Outside pytest's basetemp (other sessions rotate it away); kept only when the scenario
+    # failed, for its logs: a passing one leaves no repository copy or virtualenv behind.
     workdir = Path(tempfile.mkdtemp(prefix=f"bullflow-docs-{name}-"))
     with private_cluster(harness_tools, workdir) as (cluster, redis):
         run = ScenarioRun(harness_tools, cluster.kubeconfig, redis.url, workdir)
@@ -34,6 +37,7 @@ def test_docs_scenario_runs(name: str, harness_tools: Tools) -> None:
                 run.run(snippet)
         finally:
             run.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def api_group(api_version: str) -> str:
