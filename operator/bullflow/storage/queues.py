@@ -66,10 +66,6 @@ class QueueReader:
             paused=int(counts.get("paused", 0)),
         )
 
-    async def backlog(self, prefix: str, queues: Sequence[str]) -> Backlog:
-        """The queues' counts, summed."""
-        return sum([await self.counts(prefix, q) for q in queues], Backlog())
-
     async def stream_tails(self, prefix: str, queues: Iterable[str]) -> dict[str, str]:
         return {
             events_key(prefix, q): await self.conn.stream_tail(events_key(prefix, q))
