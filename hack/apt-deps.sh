@@ -4,6 +4,12 @@ set -euo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+# The real node (tests/harness/node.py): container runtime, CNI plugins, kube-proxy's iptables.
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || missing+=(iptables)
+command -v conntrack >/dev/null || missing+=(conntrack)
 [[ ${#missing[@]} == 0 ]] && exit 0
 echo "[apt-deps] installing ${missing[*]}"
 SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
