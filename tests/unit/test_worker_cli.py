@@ -106,12 +106,13 @@ def test_processor_module_raising_on_import(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("http://localhost:6379", "scheme must be redis://, rediss:// or unix:// (got http://)"),
-        ("localhost:6379", "scheme must be"),
-        ("redis://", "missing host"),
+        ("http://localhost:6379", "has a scheme other than redis://, rediss://, unix://, redis+"),
+        ("localhost:6379", "is not a URL (no scheme://)"),
+        ("redis://", "has no host"),
         ("redis://host:notaport", "invalid Redis URL"),
         ("redis://host:99999", "invalid Redis URL"),
-        ("redis://host:6379/abc", "database must be a number"),
+        ("redis://host:6379/abc", "database (the path) that is not a number"),
+        ("redis+sentinel://host:26379", "add the master name as the path"),
         ("unix://", "needs a socket path"),
     ],
 )

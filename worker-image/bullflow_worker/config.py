@@ -4,57 +4,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from bullflow_worker.errors import UsageError
+from bullflow_worker.redis_address import RedisAddressError, parse_redis_address, redact_redis_url
 
-ALLOWED_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_REDIS_URL_ENVS = ("BULLFLOW_REDIS_URL", "REDIS_URL")
 URL_FILE_ENV = "BULLFLOW_REDIS_URL_FILE"
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe for logs/errors)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:
-        return "<unparsable URL>"
+    """Return ``url`` with any password (also a Sentinel's) replaced by ``***``."""
+    return redact_redis_url(url)
 
 
 def validate_redis_url(url: str) -> str:
-    """Check that ``url`` is a usable redis://, rediss:// or unix:// URL; return it stripped."""
+    """Check that ``url`` is a usable Redis topology URL (redis://, rediss://, unix://,
+    redis+sentinel://, redis+cluster://, see redis_address.py); return it stripped."""
     url = url.strip()
     if not url:
         raise UsageError("Redis URL is empty")
-    shown = redact_url(url)
     try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError on a non-numeric / out of range port
-    except ValueError as exc:
-        raise UsageError(f"invalid Redis URL {shown!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
-        got = f"{scheme}://" if scheme else "no scheme"
-        raise UsageError(
-            f"invalid Redis URL {shown!r}: scheme must be redis://, rediss:// or unix:// "
-            f"(got {got})"
-        )
-    if scheme == "unix":
-        if not parts.path:
-            raise UsageError(f"invalid Redis URL {shown!r}: unix:// URL needs a socket path")
-        return url
-    if not parts.hostname:
-        raise UsageError(f"invalid Redis URL {shown!r}: missing host")
-    if port == 0:
-        raise UsageError(f"invalid Redis URL {shown!r}: port must be 1-65535")
-    db = parts.path.lstrip("/")
-    if db and not db.isdigit():
-        raise UsageError(f"invalid Redis URL {shown!r}: database must be a number, got {db!r}")
+        parse_redis_address(url)
+    except RedisAddressError as exc:
+        raise UsageError(f"invalid Redis URL {redact_url(url)!r}: {exc.problem}") from None
     return url
 
 

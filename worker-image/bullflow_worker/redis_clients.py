@@ -1,0 +1,82 @@
+"""A redis-py client for a RedisAddress: standalone, through Sentinel, or a Redis Cluster.
+
+The one place that turns a topology URL into a client, for the worker runtime and the
+operator alike. Keyword arguments (timeouts, retry, decode_responses, client_name...) reach
+the data connections; the socket_* ones also the sentinels'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
+
+from bullflow_worker.redis_address import RedisAddress
+
+AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+SyncRedisClient = redis.Redis | redis.cluster.RedisCluster
+
+
+def _tls_kwargs(address: RedisAddress) -> dict[str, Any]:
+    return {"ssl": True, **dict(address.tls_options)} if address.tls else {}
+
+
+def sentinel_kwargs(address: RedisAddress, redis_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Connection arguments for the sentinels themselves: their own credentials, the TLS of
+    the URL, and the socket timeouts of the data connections (a sentinel that hangs must
+    not hang the caller longer than the master would)."""
+    kwargs = {k: v for k, v in redis_kwargs.items() if k.startswith("socket_")}
+    if address.sentinel_username:
+        kwargs["username"] = address.sentinel_username
+    if address.sentinel_password is not None:
+        kwargs["password"] = address.sentinel_password
+    return {**kwargs, **_tls_kwargs(address)}
+
+
+def data_kwargs(address: RedisAddress, redis_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Connection arguments for the data nodes (a Sentinel's master, a Cluster's nodes)."""
+    kwargs: dict[str, Any] = {"username": address.username, "password": address.password}
+    if address.topology == "sentinel":
+        kwargs["db"] = address.db
+    return {**kwargs, **_tls_kwargs(address), **redis_kwargs}
+
+
+def async_client(address: RedisAddress, **redis_kwargs: Any) -> AsyncRedisClient:
+    """An asyncio client. Through Sentinel, the master is looked up on every (re)connect
+    (SentinelConnectionPool), so the client follows a failover; a Cluster client learns the
+    slots from the seed nodes and follows MOVED/ASK."""
+    if address.topology == "standalone":
+        return redis.asyncio.Redis.from_url(address.url, **redis_kwargs)
+    if address.topology == "sentinel":
+        assert address.master_name is not None
+        sentinel = redis.asyncio.sentinel.Sentinel(
+            list(address.nodes),
+            sentinel_kwargs=sentinel_kwargs(address, redis_kwargs),
+            **data_kwargs(address, redis_kwargs),
+        )
+        return sentinel.master_for(address.master_name)
+    nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in address.nodes]
+    return redis.asyncio.cluster.RedisCluster(
+        startup_nodes=nodes, **data_kwargs(address, redis_kwargs)
+    )
+
+
+def sync_client(address: RedisAddress, **redis_kwargs: Any) -> SyncRedisClient:
+    """The blocking twin of `async_client`, for callers outside an event loop."""
+    if address.topology == "standalone":
+        return redis.Redis.from_url(address.url, **redis_kwargs)
+    if address.topology == "sentinel":
+        assert address.master_name is not None
+        sentinel = redis.sentinel.Sentinel(
+            list(address.nodes),
+            sentinel_kwargs=sentinel_kwargs(address, redis_kwargs),
+            **data_kwargs(address, redis_kwargs),
+        )
+        return sentinel.master_for(address.master_name)
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in address.nodes]
+    return redis.cluster.RedisCluster(startup_nodes=nodes, **data_kwargs(address, redis_kwargs))
