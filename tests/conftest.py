@@ -2,6 +2,9 @@
 
 session: harness_tools, local_cluster, redis_server, kube_client, kubectl
 function: namespace, redis_url, redis_prefix
+
+Redis Cluster and Sentinel (tests/harness/topology_fixtures.py): redis_cluster and
+redis_sentinel (session), fresh_redis_cluster and fresh_redis_sentinel (function)
 """
 
 from tests.harness.fixtures import (  # noqa: F401 - re-exported fixtures and hooks
@@ -16,4 +19,10 @@ from tests.harness.fixtures import (  # noqa: F401 - re-exported fixtures and ho
     redis_prefix,
     redis_server,
     redis_url,
+)
+from tests.harness.topology_fixtures import (  # noqa: F401 - re-exported fixtures
+    fresh_redis_cluster,
+    fresh_redis_sentinel,
+    redis_cluster,
+    redis_sentinel,
 )
