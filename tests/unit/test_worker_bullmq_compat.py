@@ -18,9 +18,11 @@ from bullflow_worker.bullmq_compat import (
     BLOCKING_READ_MARGIN,
     DEFAULT_SOCKET_TIMEOUT,
     RECONNECT_BACKOFF_CAP,
+    blocking_read_timeout,
     cap_reconnect_backoff,
     fit_blocking_read_timeout,
     longest_block,
+    use_own_blocking_client,
 )
 
 pytestmark = pytest.mark.unit
@@ -177,3 +179,67 @@ async def test_a_lost_redis_is_retried_every_two_seconds_at_most(make_worker):
         assert max(retry._backoff.compute(n) for n in range(1, 200)) <= RECONNECT_BACKOFF_CAP
         assert retry._retries >= 100
         assert client.connection_pool.connection_kwargs["retry"] is retry
+
+
+def _cluster_client(**kwargs: Any) -> Any:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    # Not connected: a RedisCluster discovers its nodes on first use.
+    return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", 1)], **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["standalone", "cluster"])
+async def test_bullmq_shares_a_client_instance_between_main_and_blocking(kind: str) -> None:
+    """The shape `use_own_blocking_client` repairs: given a client instance (how a Sentinel or
+    Cluster client reaches bullmq), both connections wrap it and BZPOPMIN goes through it."""
+    client = aioredis.from_url(URL) if kind == "standalone" else _cluster_client()
+    w = Worker("q", _processor, {"connection": client, "autorun": False})
+    try:
+        assert w.redisConnection is not None and w.blockingRedisConnection is not None
+        assert w.redisConnection.conn is client
+        assert w.blockingRedisConnection.conn is client
+        assert w.backend.bclient is client
+    finally:
+        await w.close()
+
+
+@pytest.mark.parametrize("kind", ["standalone", "cluster"])
+async def test_own_blocking_client_takes_bzpopmin_and_is_closed_with_the_worker(kind: str) -> None:
+    make = (lambda **kw: aioredis.from_url(URL, **kw)) if kind == "standalone" else _cluster_client
+    main = make()
+    w = Worker("q", _processor, {"connection": main, "autorun": False})
+    blocking = make(socket_timeout=blocking_read_timeout(w))
+    closed: list[Any] = []
+    for client in (main, blocking):
+        original = client.aclose
+
+        async def aclose(client: Any = client, original: Any = original) -> None:
+            closed.append(client)
+            await original()
+
+        client.aclose = aclose  # type: ignore[method-assign]
+    assert use_own_blocking_client(w, blocking) is True
+    assert w.backend.bclient is blocking, "bullmq no longer sends BZPOPMIN through bclient"
+    assert w.bclient is blocking
+    assert w.redisConnection is not None and w.redisConnection.conn is main
+    assert w.backend.scripts.redisClient is main, "scripts must stay on the main client"
+    await w.close()
+    assert closed.count(main) == 1 and closed.count(blocking) == 1
+
+
+async def test_own_blocking_client_is_not_installed_over_bullmqs_own(
+    make_worker: Callable[..., Worker],
+) -> None:
+    w = make_worker()
+    spare = aioredis.from_url(URL)
+    before = w.blockingRedisConnection.conn  # type: ignore[union-attr]
+    assert use_own_blocking_client(w, spare) is False
+    assert w.blockingRedisConnection.conn is before  # type: ignore[union-attr]
+    await spare.aclose()
+
+
+async def test_blocking_read_timeout_outlasts_the_longest_bzpopmin(
+    make_worker: Callable[..., Worker],
+) -> None:
+    assert blocking_read_timeout(make_worker()) == 10 + BLOCKING_READ_MARGIN
+    assert blocking_read_timeout(make_worker(drainDelay=30)) == 30 + BLOCKING_READ_MARGIN

@@ -104,3 +104,31 @@ def cap_reconnect_backoff(
         client.set_retry(Retry(backoff, retries, (BusyLoadingError, ConnectionError, TimeoutError)))
         changed += 1
     return changed
+
+
+def blocking_read_timeout(worker: Worker, margin: float = BLOCKING_READ_MARGIN) -> float:
+    """The read timeout a client used for nothing but `worker`'s BZPOPMIN needs."""
+    return longest_block(worker) + margin
+
+
+def use_own_blocking_client(worker: Worker, client: Any) -> bool:
+    """Make `client` the worker's blocking (BZPOPMIN) client if bullmq shares the main one.
+
+    Works around Python bullmq 3.4.4 `create_redis_backend` (backends/redis_backend.py): given
+    a client instance as `opts["connection"]` (the only way to hand it a Sentinel-managed
+    client or a `RedisCluster`), it wraps that one instance in both the main and the blocking
+    `RedisConnection`. The idle BZPOPMIN then runs with the main client's 5 s read timeout (the
+    slow pickup `fit_blocking_read_timeout` describes, which it cannot fix without slowing the
+    main commands' failure detection too), and closing the worker closes the one client twice.
+    `client` should be built for the same Redis with `blocking_read_timeout(worker)`.
+    bullmq reads the blocking client through `RedisBackend.bclient`
+    (`blocking_connection.conn`) and closes it with `blocking_connection.close()`; both follow.
+    Returns False (and leaves `client` unused) when the worker already has its own.
+    """
+    blocking = worker.blockingRedisConnection
+    main = worker.redisConnection
+    if blocking is None or main is None or blocking.conn is not main.conn:
+        return False
+    blocking.conn = client
+    worker.bclient = client
+    return True

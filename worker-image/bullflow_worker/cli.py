@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from bullflow_worker import __version__
+from bullflow_worker.cluster_prefix import cluster_prefix_problem
 from bullflow_worker.config import resolve_redis_url
 from bullflow_worker.errors import UsageError, WorkerError
 from bullflow_worker.loader import load_processor
 from bullflow_worker.logs import setup_logging
+from bullflow_worker.redis_address import parse_redis_address
 from bullflow_worker.runtime import Settings, WorkerApp
 
 PROG = "bullflow-worker"
@@ -21,7 +23,16 @@ PROG = "bullflow-worker"
 EPILOG = """\
 Redis connection: --redis-url, else the file named by $BULLFLOW_REDIS_URL_FILE
 (e.g. a mounted Secret), else $BULLFLOW_REDIS_URL, else $REDIS_URL.
-Schemes: redis://, rediss:// (TLS), unix://.
+Forms (docs/redis.md):
+  redis://[[user]:password@]host[:port][/db]        one Redis; rediss:// for TLS
+  unix:///path/to/redis.sock                        one Redis on a local socket
+  redis+sentinel://[[user]:password@]host1[:port1][,host2[:port2]...]/MASTER[/db]
+      [?sentinelUsername=U&sentinelPassword=P]      Sentinel (port 26379 by default);
+                                                    rediss+sentinel:// for TLS
+  redis+cluster://[[user]:password@]host1[:port1][,host2[:port2]...]
+                                                    Redis Cluster seed nodes (port 6379
+                                                    by default); rediss+cluster:// for TLS
+On Redis Cluster the --prefix needs a hash tag, e.g. --prefix '{bull}'.
 
 Exit codes: 0 drained cleanly, 1 runtime failure (e.g. Redis unreachable),
 2 usage/configuration error. SIGTERM/SIGINT drain in-flight jobs; a second signal
@@ -108,8 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="jobs processed in parallel per queue (default: 1)",
     )
-    p.add_argument("--prefix", type=_name, default="bull", help="BullMQ key prefix (default: bull)")
-    p.add_argument("--redis-url", metavar="URL", help="Redis URL (overrides the environment)")
+    p.add_argument(
+        "--prefix",
+        type=_name,
+        default="bull",
+        help="BullMQ key prefix (default: bull; on Redis Cluster one with a hash tag: {bull})",
+    )
+    p.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="Redis URL: redis://, rediss://, unix://, redis+sentinel://, redis+cluster:// "
+        "(overrides the environment; forms below)",
+    )
     p.add_argument(
         "--connect-timeout",
         type=_non_negative_float,
@@ -162,10 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     args = build_parser().parse_args(argv)
     queues = list(dict.fromkeys(args.queue))  # de-duplicate, keep order
+    redis_url = resolve_redis_url(args.redis_url)
+    if parse_redis_address(redis_url).topology == "cluster":
+        problem = cluster_prefix_problem(args.prefix, "--prefix")
+        if problem:
+            raise UsageError(problem)
     settings = Settings(
         queues=queues,
         processor_spec=args.processor,
-        redis_url=resolve_redis_url(args.redis_url),
+        redis_url=redis_url,
         concurrency=args.concurrency,
         prefix=args.prefix,
         http_host=args.http_host,

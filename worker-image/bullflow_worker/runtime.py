@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -12,17 +13,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from bullmq import Worker
 from bullmq.custom_errors import DelayedError, WaitingChildrenError
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
-from bullflow_worker.bullmq_compat import cap_reconnect_backoff, fit_blocking_read_timeout
-from bullflow_worker.config import redact_url
+from bullflow_worker.bullmq_compat import (
+    blocking_read_timeout,
+    cap_reconnect_backoff,
+    fit_blocking_read_timeout,
+    use_own_blocking_client,
+)
 from bullflow_worker.errors import StartupError
 from bullflow_worker.httpserver import HttpServer
 from bullflow_worker.loader import Processor
 from bullflow_worker.metrics import Metrics
+from bullflow_worker.redis_address import RedisAddress, parse_redis_address, redact_redis_url
+from bullflow_worker.redis_clients import async_client
 
 log = logging.getLogger("bullflow_worker")
 
@@ -49,22 +55,41 @@ class Settings:
     extra_opts: dict[str, Any] = field(default_factory=dict)
 
 
+def server_version(info: dict[str, Any]) -> str:
+    """`redis_version` from INFO server: one node's reply, or a cluster client's replies by
+    node (`{"host:port": {...}}`)."""
+    if "redis_version" in info:
+        return str(info["redis_version"])
+    versions = sorted(
+        {
+            str(v["redis_version"])
+            for v in info.values()
+            if isinstance(v, dict) and v.get("redis_version")
+        }
+    )
+    return ", ".join(versions) or "unknown"
+
+
 async def wait_for_redis(url: str, timeout: float, stop: asyncio.Event) -> str:
-    """Ping Redis until it answers or ``timeout`` seconds pass; return the server version."""
-    shown = redact_url(url)
+    """Ping Redis until it answers or ``timeout`` seconds pass; return the server version.
+
+    Through the same client factory the workers use: on Sentinel this asks the sentinels for
+    the master (an unknown master name is retried like an unreachable Redis), on Cluster it
+    discovers the nodes from the seeds."""
+    shown = redact_redis_url(url)
+    address = parse_redis_address(url)
     deadline = time.monotonic() + timeout
     delay = 0.25
     attempt = 0
     last_error = "no attempt made"
     while True:
         attempt += 1
-        client = aioredis.from_url(
-            url, socket_connect_timeout=min(5.0, max(timeout, 0.5)), socket_timeout=5.0
+        client = async_client(
+            address, socket_connect_timeout=min(5.0, max(timeout, 0.5)), socket_timeout=5.0
         )
         try:
             await client.ping()
-            info = await client.info("server")
-            return str(info.get("redis_version", "unknown"))
+            return server_version(await client.info("server"))
         except AuthenticationError as exc:
             raise StartupError(
                 f"cannot connect to Redis at {shown}: authentication failed: {exc}"
@@ -233,24 +258,17 @@ class WorkerApp:
         except StopRequested:
             log.info("stopped before connecting to redis")
             return 0
-        log.info("connected to redis", extra={"url": redact_url(s.redis_url), "version": version})
+        log.info(
+            "connected to redis",
+            extra={
+                "url": redact_redis_url(s.redis_url),
+                "topology": self.address.topology,
+                "version": version,
+            },
+        )
 
         for queue in s.queues:
-            opts: dict[str, Any] = {
-                "connection": s.redis_url,
-                "prefix": s.prefix,
-                "concurrency": s.concurrency,
-                "autorun": False,
-                **s.extra_opts,
-            }
-            if s.worker_name:
-                opts["name"] = s.worker_name
-            worker = Worker(queue, self._instrument(queue), opts)
-            # Without this an idle worker misses new jobs for up to 20 s (redis-py 8's 5 s
-            # read timeout cuts bullmq's 5 s BZPOPMIN short); see bullmq_compat.
-            fit_blocking_read_timeout(worker)
-            # Without this it may sleep 20 s after Redis is back (see bullmq_compat).
-            cap_reconnect_backoff(worker)
+            worker = self._make_worker(queue)
             self._attach_events(queue, worker)
             self.metrics.register_queue(queue)
             self.workers[queue] = worker
@@ -280,6 +298,47 @@ class WorkerApp:
                     await reporter
                 await self._clear_activity(s.activity_key or "")
 
+    @functools.cached_property
+    def address(self) -> RedisAddress:
+        return parse_redis_address(self.settings.redis_url)
+
+    def _make_worker(self, queue: str) -> Worker:
+        """A bullmq Worker for `queue` on the configured Redis, with bullmq_compat's fixes.
+
+        Standalone: bullmq builds its two clients from the URL, as it always has. Sentinel and
+        Cluster: bullmq cannot build those from a URL, so it gets clients from the factory
+        (the Sentinel one asks the sentinels for the master again after a failover, the
+        Cluster one follows MOVED), one for commands and one of its own for BZPOPMIN.
+        """
+        s = self.settings
+        address = self.address
+        standalone = address.topology == "standalone"
+        opts: dict[str, Any] = {
+            # decode_responses: what bullmq sets on the clients it builds; its scripts expect str.
+            "connection": s.redis_url
+            if standalone
+            else async_client(address, decode_responses=True),
+            "prefix": s.prefix,
+            "concurrency": s.concurrency,
+            "autorun": False,
+            **s.extra_opts,
+        }
+        if s.worker_name:
+            opts["name"] = s.worker_name
+        worker = Worker(queue, self._instrument(queue), opts)
+        if not standalone:
+            blocking = async_client(
+                address, decode_responses=True, socket_timeout=blocking_read_timeout(worker)
+            )
+            use_own_blocking_client(worker, blocking)
+        else:
+            # Without this an idle worker misses new jobs for up to 20 s (redis-py 8's 5 s
+            # read timeout cuts bullmq's 5 s BZPOPMIN short); see bullmq_compat.
+            fit_blocking_read_timeout(worker)
+        # Without this it may sleep 20 s after Redis is back (see bullmq_compat).
+        cap_reconnect_backoff(worker)
+        return worker
+
     async def _report_activity(self, key: str) -> None:
         """Keep `key` = active-job count (TTL 3 intervals) while running and draining.
 
@@ -288,7 +347,7 @@ class WorkerApp:
         """
         interval = self.settings.activity_interval
         ttl = max(1, int(interval * 3 + 0.999))
-        client = aioredis.from_url(self.settings.redis_url, socket_timeout=5.0)
+        client = async_client(self.address, socket_timeout=5.0)
         last: int | None = None
         last_write = 0.0
         try:
@@ -308,7 +367,7 @@ class WorkerApp:
                 await client.aclose()
 
     async def _clear_activity(self, key: str) -> None:
-        client = aioredis.from_url(self.settings.redis_url, socket_timeout=2.0)
+        client = async_client(self.address, socket_timeout=2.0)
         try:
             await client.delete(key)
         except (RedisError, OSError):
