@@ -1,6 +1,11 @@
 // A Node.js BullMQ worker for bullflow's interop tests: the same `scripted` behaviour as
 // bullflow_worker.processors:scripted. Usage:
 //   node worker.mjs --redis-url URL --prefix P --concurrency N --queue A [--queue B ...]
+// URL: redis:// or rediss:// (standalone), or bullflow's topology URLs (docs):
+//   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/<masterName>[/<db>]
+//     [?sentinelUsername=U&sentinelPassword=P]   -> ioredis Redis({sentinels, name, ...})
+//   redis+cluster://[[user]:password@]host[:port][,host[:port]...]   -> ioredis Cluster
+//   (rediss+...: TLS). $REDIS_URL instead of --redis-url keeps a password off the command line.
 import { Worker } from "bullmq";
 import IORedis from "ioredis";
 
@@ -16,6 +21,59 @@ function parseArgs(argv) {
   }
   if (!args.queues.length || !args.redisUrl) throw new Error("--queue and --redis-url are required");
   return args;
+}
+
+const TOPOLOGY_URL = /^(rediss?)\+(sentinel|cluster):\/\/(?:([^@/?]*)@)?([^/?]+)(\/[^?]*)?(?:\?(.*))?$/;
+
+function hostPort(text, defaultPort) {
+  // host, host:port, [v6], [v6]:port
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(text);
+  if (!m) throw new Error(`bad host in Redis URL: ${text}`);
+  return { host: m[1] || m[2], port: m[3] ? Number(m[3]) : defaultPort };
+}
+
+// The connection options for a topology URL, or null for a standalone URL (ioredis parses it).
+function topologyOptions(url) {
+  const m = TOPOLOGY_URL.exec(url);
+  if (!m) return null;
+  const [, scheme, topology, userinfo, hosts, path, query] = m;
+  const decode = (v) => (v === undefined || v === "" ? undefined : decodeURIComponent(v));
+  const [user, ...rest] = (userinfo ?? "").split(":");
+  const auth = { username: decode(user), password: decode(rest.join(":")) };
+  const tls = scheme === "rediss" ? {} : undefined;
+  const segments = (path ?? "").split("/").filter(Boolean);
+  const params = new URLSearchParams(query ?? "");
+  if (topology === "cluster") {
+    if (segments.length) throw new Error("Redis Cluster has only database 0");
+    const nodes = hosts.split(",").map((h) => hostPort(h, 6379));
+    return { topology, nodes, redisOptions: { ...auth, tls, maxRetriesPerRequest: null } };
+  }
+  if (!segments.length) {
+    throw new Error("add the master name as the path: redis+sentinel://host:26379/mymaster");
+  }
+  return {
+    topology,
+    options: {
+      sentinels: hosts.split(",").map((h) => hostPort(h, 26379)),
+      name: decodeURIComponent(segments[0]),
+      db: segments[1] === undefined ? 0 : Number(segments[1]),
+      ...auth,
+      sentinelUsername: params.get("sentinelUsername") ?? undefined,
+      sentinelPassword: params.get("sentinelPassword") ?? undefined,
+      tls,
+      enableTLSForSentinelMode: tls !== undefined,
+      maxRetriesPerRequest: null,
+    },
+  };
+}
+
+function connect(url) {
+  const parsed = topologyOptions(url);
+  if (parsed === null) return new IORedis(url, { maxRetriesPerRequest: null });
+  if (parsed.topology === "cluster") {
+    return new IORedis.Cluster(parsed.nodes, { redisOptions: parsed.redisOptions });
+  }
+  return new IORedis(parsed.options);
 }
 
 const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
@@ -40,7 +98,7 @@ const args = parseArgs(process.argv.slice(2));
 const workers = args.queues.map(
   (queue) =>
     new Worker(queue, scripted, {
-      connection: new IORedis(args.redisUrl, { maxRetriesPerRequest: null }),
+      connection: connect(args.redisUrl),
       prefix: args.prefix,
       concurrency: args.concurrency,
     }),
