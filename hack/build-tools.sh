@@ -23,15 +23,9 @@ consumer_module() {
   go mod init "bullflow.local/$(basename "$dir")" >/dev/null 2>&1
 }
 
-build_kubernetes() {
-  local out="$CACHE/kubernetes-$K8S_VERSION"
-  local tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  local missing=0
-  for t in "${tools[@]}"; do [[ -x "$out/$t" ]] || missing=1; done
-  [[ $missing == 0 ]] && { log "kubernetes $K8S_VERSION cached"; return; }
-  log "building kubernetes $K8S_VERSION (${tools[*]})"
-  local work="$CACHE/src/kubernetes-$K8S_VERSION"
-  consumer_module "$work"
+# A consumer module requiring k8s.io/kubernetes at $K8S_VERSION, in the current directory.
+kubernetes_consumer_module() {
+  consumer_module "$1"
   go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
   local modfile
   modfile="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod"
@@ -43,17 +37,42 @@ build_kubernetes() {
     go mod edit -replace "$module=$module@$staging_version"
   done
   go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
-  mkdir -p "$out.tmp"
-  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
+}
+
+kubernetes_ldflags() {
+  echo "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
     -X k8s.io/component-base/version.gitMajor=1 \
     -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION") \
     -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION \
     -X k8s.io/component-base/version.gitTreeState=clean"
+}
+
+build_kubernetes_cmds() { # out-dir tool...: go build each k8s.io/kubernetes/cmd/<tool> into out-dir
+  local out="$1"; shift
+  local tools=("$@") missing=0 t
+  for t in "${tools[@]}"; do [[ -x "$out/$t" ]] || missing=1; done
+  [[ $missing == 0 ]] && { log "$(basename "$out") cached"; return; }
+  log "building $(basename "$out") (${tools[*]})"
+  kubernetes_consumer_module "$CACHE/src/$(basename "$out")"
+  local ldflags
+  ldflags="$(kubernetes_ldflags)"
+  mkdir -p "$out.tmp"
   for t in "${tools[@]}"; do
     log "  go build $t"
     go build -trimpath -ldflags "$ldflags" -o "$out.tmp/$t" "k8s.io/kubernetes/cmd/$t"
   done
   rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+build_kubernetes() {
+  build_kubernetes_cmds "$CACHE/kubernetes-$K8S_VERSION" \
+    kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+# The real node's binaries (tests/harness/node.py), in a directory of their own: only the
+# real-pod tests need them, and a rebuild of the control plane must not delete them.
+build_kubernetes_node() {
+  build_kubernetes_cmds "$CACHE/kubernetes-node-$K8S_VERSION" kubelet kube-proxy
 }
 
 build_etcd() {
@@ -109,6 +128,7 @@ main() {
   case "$only" in
     all|cluster|etcd) build_etcd ;;&
     all|cluster|kubernetes) build_kubernetes ;;&
+    all|node) build_kubernetes_node ;;&
     all|cluster|kwok) build_go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
                 "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" ;;&
     all|cluster|helm) build_go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \

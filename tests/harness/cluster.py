@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 
 from tests.harness.certs import PKI, generate_pki
+from tests.harness.node import RealNode
+from tests.harness.node_config import NODE_IP
 from tests.harness.process import ManagedProcess, free_port, port_open, wait_for
 from tests.harness.tools import Tools, ensure_tools
 
@@ -49,9 +51,14 @@ class LocalCluster:
         detached: bool = False,
         node_names: tuple[str, ...] = DEFAULT_NODE_NAMES,
         start_timeout: float = 90.0,
+        real_node: bool = False,
     ) -> None:
         """detached=True: daemons get their own session and survive this Python process
-        (used by `python -m tests.harness up`); otherwise they die with it (PDEATHSIG)."""
+        (used by `python -m tests.harness up`); otherwise they die with it (PDEATHSIG).
+
+        real_node=True: also a real kubelet + containerd node (tests/harness/node.py), reached
+        as `cluster.real_node`; the API server then also listens on the node's address, which
+        is what the `kubernetes` Service points pods at."""
         self.workdir = Path(workdir).resolve()
         self.tools = tools
         self.detached = detached
@@ -67,6 +74,8 @@ class LocalCluster:
         self.version = ""
         self.startup_seconds: float | None = None
         self.timings: dict[str, float] = {}
+        self.with_real_node = real_node
+        self.real_node: RealNode | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -112,7 +121,17 @@ class LocalCluster:
         for stale in ("etcd-data", "logs", "pki"):
             shutil.rmtree(self.workdir / stale, ignore_errors=True)
         self.logs_dir.mkdir(parents=True)
-        self.pki = pki = generate_pki(self.workdir / "pki")
+        self.pki = pki = generate_pki(
+            self.workdir / "pki", extra_sans=(NODE_IP,) if self.with_real_node else ()
+        )
+        if self.with_real_node:
+            self.real_node = RealNode(
+                self.workdir / "node",
+                kubeconfig=self.kubeconfig,
+                ca_cert=pki.ca_cert,
+                detached=self.detached,
+            )
+            self.real_node.prepare_network()
         self.etcd_port = free_port()
         etcd_peer_port = free_port()
         self.apiserver_port = free_port()
@@ -174,6 +193,7 @@ class LocalCluster:
                 # /debug/pprof for `make bench --profile` runs (BULLFLOW_APISERVER_PROFILING=1).
                 f"--profiling={os.environ.get('BULLFLOW_APISERVER_PROFILING') == '1'}".lower(),
                 "--v=1",
+                *self._real_node_apiserver_flags(pki),
             ],
         )
         ctx = self.ssl_context()
@@ -259,8 +279,27 @@ class LocalCluster:
             self._mark("default-sa", t0)
         finally:
             api.close()
+        if self.real_node is not None:
+            self.real_node.start()
+            self._mark("real-node", t0)
+
+    def _real_node_apiserver_flags(self, pki: PKI) -> list[str]:
+        """Pods reach the API server at NODE_IP (the `kubernetes` Service's endpoint); the API
+        server reaches the kubelet at the node's InternalIP, with a client certificate, for
+        logs and exec. Later flags override the loopback ones above."""
+        if not self.with_real_node:
+            return []
+        return [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={NODE_IP}",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki.admin_cert}",
+            f"--kubelet-client-key={pki.admin_key}",
+        ]
 
     def stop(self) -> None:
+        if self.real_node is not None:
+            self.real_node.stop()
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
@@ -355,12 +394,16 @@ class LocalCluster:
         """Raises if any daemon has exited."""
         for proc in self.processes:
             proc.check_running()
+        if self.real_node is not None:
+            self.real_node.check_running()
 
     def pids(self) -> dict[str, int]:
-        return {p.name: p.pid for p in self.processes if p.pid is not None}
+        node = self.real_node.pids() if self.real_node else {}
+        return {**{p.name: p.pid for p in self.processes if p.pid is not None}, **node}
 
     def log_paths(self) -> dict[str, Path]:
-        return {p.name: p.log_path for p in self.processes}
+        node = self.real_node.log_paths() if self.real_node else {}
+        return {**{p.name: p.log_path for p in self.processes}, **node}
 
     def ssl_context(self) -> ssl.SSLContext:
         assert self.pki is not None
@@ -454,6 +497,7 @@ class LocalCluster:
             "pids": self.pids(),
             "logs": {k: str(v) for k, v in self.log_paths().items()},
             "startup_seconds": self.startup_seconds,
+            "real_node_workdir": str(self.real_node.workdir) if self.real_node else None,
         }
 
 

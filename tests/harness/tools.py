@@ -4,7 +4,8 @@ The version defaults and environment variables mirror hack/build-tools.sh exactl
 BULLFLOW_CACHE, K8S_VERSION, ETCD_VERSION, KWOK_VERSION, HELM_VERSION, PROMTOOL_VERSION.
 
 promtool is located apart (ensure_promtool): only the chart's alert and dashboard checks need
-it, so a missing promtool never holds up the tests that start a cluster.
+it, so a missing promtool never holds up the tests that start a cluster. So are the real node's
+kubelet and kube-proxy (ensure_node_tools), needed only with a real node (tests/harness/node.py).
 """
 
 from __future__ import annotations
@@ -94,22 +95,50 @@ def expected_promtool() -> Path:
 def ensure_promtool(build: bool = True) -> Path:
     """promtool's path; builds it (hack/build-tools.sh promtool) when missing."""
     path = expected_promtool()
-    if path.is_file() and os.access(path, os.X_OK):
-        return path
-    if not build:
-        raise FileNotFoundError(f"missing {path}")
-    path.parents[1].mkdir(parents=True, exist_ok=True)
-    with open(path.parents[1] / ".build-tools.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not path.is_file():
-            log.warning("building promtool with %s", BUILD_SCRIPT)
-            env = dict(os.environ, BULLFLOW_CACHE=str(path.parents[1]))
-            subprocess.run(
-                ["bash", str(BUILD_SCRIPT), "promtool"], check=True, env=env, cwd=REPO_ROOT
-            )
-    if not path.is_file():
-        raise FileNotFoundError(f"build-tools.sh finished but {path} is missing")
+    _ensure_built([path], "promtool", build)
     return path
+
+
+@dataclass(frozen=True)
+class NodeTools:
+    kubelet: Path
+    kube_proxy: Path
+
+
+def expected_node_tools() -> NodeTools:
+    k8s = os.environ.get("K8S_VERSION") or DEFAULT_K8S_VERSION
+    ndir = cache_dir() / f"kubernetes-node-{k8s}"
+    return NodeTools(kubelet=ndir / "kubelet", kube_proxy=ndir / "kube-proxy")
+
+
+def ensure_node_tools(build: bool = True) -> NodeTools:
+    """kubelet and kube-proxy at the control plane's version; builds them (hack/build-tools.sh
+    node) when missing."""
+    tools = expected_node_tools()
+    _ensure_built([tools.kubelet, tools.kube_proxy], "node", build)
+    return tools
+
+
+def _ensure_built(paths: list[Path], target: str, build: bool) -> None:
+    """Runs `hack/build-tools.sh <target>` under the cache's build lock when a path is missing."""
+
+    def missing() -> list[Path]:
+        return [p for p in paths if not (p.is_file() and os.access(p, os.X_OK))]
+
+    if not missing():
+        return
+    if not build:
+        raise FileNotFoundError(f"missing {[str(p) for p in missing()]}")
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".build-tools.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if missing():
+            log.warning("building %s with %s", [str(p) for p in missing()], BUILD_SCRIPT)
+            env = dict(os.environ, BULLFLOW_CACHE=str(cache))
+            subprocess.run(["bash", str(BUILD_SCRIPT), target], check=True, env=env, cwd=REPO_ROOT)
+    if missing():
+        raise FileNotFoundError(f"build-tools.sh finished but {missing()} are missing")
 
 
 def ensure_tools(build: bool = True) -> Tools:
