@@ -45,8 +45,12 @@ tools: ## Build etcd, kube-apiserver & co, kwok, helm and promtool from source (
 cluster-tools: ## Build only what a local cluster needs (no promtool): for demo and cluster-up
 	@bash hack/build-tools.sh cluster
 
+.PHONY: images
+images: apt-deps ## Build the operator and worker images with buildah (cached; archives in $BULLFLOW_CACHE/images)
+	@bash hack/build-images.sh
+
 .PHONY: test
-test: bootstrap lint ## Lint, then every test tier (unit, integration, e2e) against real Redis and Kubernetes
+test: bootstrap lint images ## Lint, then every test tier (unit, integration, e2e) against real Redis and Kubernetes
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -54,7 +58,7 @@ test-unit: venv ## Run the unit tests only (no cluster, no Redis)
 	$(PY) -m pytest tests/unit -m unit $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: bootstrap ## Run the integration tests (real Redis + control plane)
+test-integration: bootstrap images ## Run the integration tests (real Redis + control plane)
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: test-e2e
