@@ -109,8 +109,9 @@ release-check: venv tools ## Build sdists, wheels and the chart into dist/ and c
 	@PY=$(PY) bash hack/release-check.sh
 
 .PHONY: cluster-up
-cluster-up: apt-deps venv cluster-tools ## Start the local control plane + Redis in the background; prints the env to use
-	$(PY) -m tests.harness up
+cluster-up: apt-deps venv cluster-tools ## Start the local control plane + Redis in the background (REAL_NODE=1: with a real kubelet node); prints the env to use
+	$(if $(REAL_NODE),@bash hack/build-tools.sh node)
+	$(PY) -m tests.harness up $(if $(REAL_NODE),--real-node)
 
 .PHONY: cluster-down
 cluster-down: venv ## Stop the local control plane + Redis started by cluster-up
