@@ -1,6 +1,7 @@
 """Status truth: does every Flow's `status` say what Redis says about its jobs?
 
-`StatusTruthChecker(api_client, redis_url, namespaces).check()` reads every Flow of the given
+`StatusTruthChecker(api_client, redis_url, namespaces).check()` (redis_url: any topology URL,
+redis://, redis+sentinel:// or redis+cluster://) reads every Flow of the given
 namespaces through the Kubernetes API, then every job of each Flow from Redis, and returns one
 readable line per disagreement. `wait_until_true(timeout)` repeats that until there is none
 and, on timeout, fails with the remaining disagreements and how long it waited.
@@ -59,6 +60,7 @@ as fine as the watch (milliseconds) however long a round takes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import threading
@@ -744,16 +746,23 @@ class StatusTruthChecker:
         planned: list[tuple[dict[str, Any], str, list[PlannedJob]]],
         getters: bool = False,
     ) -> list[FlowTruth]:
-        import redis.asyncio as aioredis
+        # The worker's client factory: standalone, Sentinel (the master the sentinels name
+        # now) or Cluster (each key read on the node that owns its slot), from one URL.
+        from bullflow_worker.redis_address import parse_redis_address
+        from bullflow_worker.redis_clients import async_client
 
-        client = aioredis.from_url(
-            self.redis_url,
+        client = async_client(
+            parse_redis_address(self.redis_url),
             decode_responses=True,
             max_connections=self.concurrency,
             socket_timeout=10,
             socket_connect_timeout=5,
         )
-        reader = _GetterReader(client, self.concurrency) if getters else _BatchReader(client)
+        reader: _GetterReader | _BatchReader = (
+            _GetterReader(client, self.concurrency)
+            if getters
+            else _BatchReader(client, self.concurrency)
+        )
         try:
             return await reader.read(planned)
         finally:
@@ -848,11 +857,21 @@ class _BatchReader:
     script with the keys Scripts.getState passes (Redis >= 6.0.6); getChildrenValues is HGETALL
     of `:processed` parsed by bullmq's parse_json_string_values. `:failed` (ignored failures)
     has no bullmq-python getter. Not atomic across jobs, like the getters: a round that reads a
-    job mid-change disagrees and the next one settles it."""
+    job mid-change disagrees and the next one settles it. On a Redis Cluster, redis-py refuses
+    scripts in a pipeline, so there the state scripts run beside it (CLUSTER_SCRIPTS at a time,
+    within the client's per-node connection limit)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, concurrency: int = 48) -> None:
+        from redis.asyncio.cluster import RedisCluster
+
         self.client = client
         self.queues = _Queues(client)
+        self.cluster = isinstance(client, RedisCluster)
+        self.script_gate = asyncio.Semaphore(max(1, concurrency // 2))
+
+    async def _script(self, call: Callable[..., Any]) -> Any:
+        async with self.script_gate:
+            return await call()
 
     async def read(
         self, planned: list[tuple[dict[str, Any], str, list[PlannedJob]]]
@@ -867,6 +886,7 @@ class _BatchReader:
         from bullmq import Job
         from bullmq.utils import parse_json_string_values
 
+        beside: list[Callable[[], Any]] = []  # state scripts run outside the pipeline
         async with self.client.pipeline(transaction=False) as pipe:
             for flow, token, jobs in planned:
                 prefix = _prefix(flow)
@@ -875,22 +895,28 @@ class _BatchReader:
                     queue = self.queues.get(prefix, planned_job.queue)
                     key = queue.toKey(planned_job.job_id)
                     pipe.hgetall(key)
-                    await queue.scripts.commands["getStateV2"](
+                    get_state = functools.partial(
+                        queue.scripts.commands["getStateV2"],
                         keys=queue.scripts.getKeys(STATE_LISTS),
                         args=[planned_job.job_id, key],
-                        client=pipe,
                     )
+                    if self.cluster:
+                        beside.append(get_state)
+                    else:
+                        await get_state(client=pipe)
                     if planned_job.has_children:
                         pipe.hgetall(f"{key}:processed")
                         pipe.hgetall(f"{key}:failed")
             replies = iter(await pipe.execute())
+        states = iter(await asyncio.gather(*(self._script(c) for c in beside)))
         out = []
         for flow, _, jobs in planned:
             prefix = _prefix(flow)
             marker = marker_fields(next(replies))
             by_id: dict[str, JobTruth] = {}
             for planned_job in jobs:
-                raw, state = next(replies), next(replies)
+                raw = next(replies)
+                state = next(states) if self.cluster else next(replies)
                 processed, failed = ({}, {})
                 if planned_job.has_children:
                     processed, failed = next(replies), next(replies)
