@@ -165,3 +165,16 @@ def test_repr_does_not_show_passwords():
     a = parse_redis_address(f"redis+sentinel://:{SECRET}@s/m?sentinelPassword={SECRET}x")
     assert SECRET not in repr(a)
     assert SECRET not in a.redacted
+
+
+@pytest.mark.parametrize(
+    ("url", "encoded"),
+    [
+        ("redis://h:1/0", "redis://h:1/0"),
+        ("redis://:p@ss/w?rd@h:1/0", "redis://:p%40ss%2Fw%3Frd@h:1/0"),
+        ("rediss://app:p%40ss@h?ssl_cert_reqs=none", "rediss://app:p%40ss@h?ssl_cert_reqs=none"),
+        ("redis://tok/en@h", "redis://tok%2Fen@h"),
+    ],
+)
+def test_from_url_form_encodes_the_user_info(url, encoded):
+    assert parse_redis_address(url).from_url_form == encoded

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 Topology = Literal["standalone", "sentinel", "cluster"]
 
@@ -81,6 +81,21 @@ class RedisAddress:
     @property
     def redacted(self) -> str:
         return redact_redis_url(self.url)
+
+    @property
+    def from_url_form(self) -> str:
+        """`url` with its user-info percent-encoded, for redis-py's from_url, which splits an
+        unencoded "/", "?" or "@" in a password elsewhere than this parser does."""
+        scheme, _, rest = self.url.partition("://")
+        userinfo, after = _split_userinfo(rest)
+        if userinfo is None:
+            return self.url
+        user = quote(self.username or "", safe="")
+        if self.username is None and ":" not in userinfo:
+            encoded = quote(self.password or "", safe="")
+        else:
+            encoded = f"{user}:{quote(self.password or '', safe='')}"
+        return f"{scheme}://{encoded}@{after}"
 
 
 def _split_userinfo(rest: str) -> tuple[str | None, str]:

@@ -12,14 +12,49 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
+import redis.retry
 import redis.sentinel
+from redis.backoff import ExponentialWithJitterBackoff
 
 from bullflow_worker.redis_address import RedisAddress
 
 AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 SyncRedisClient = redis.Redis | redis.cluster.RedisCluster
+
+
+# redis-py (8.1, issue redis/redis-py#3874) re-resolves the master only in connect(); a
+# command's retry reconnects through _connect(), to the host it had: after a failover every
+# retry lands on the old master (now a replica, READONLY) until the retries run out. These
+# connections ask the sentinels on every socket connect instead.
+class _AsyncFollowingConnection(redis.asyncio.sentinel.SentinelManagedConnection):
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()
+
+
+class _AsyncFollowingSSLConnection(redis.asyncio.sentinel.SentinelManagedSSLConnection):
+    async def _connect(self) -> None:
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()
+
+
+class _FollowingConnection(redis.sentinel.SentinelManagedConnection):
+    def _connect(self) -> Any:
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()
+
+
+class _FollowingSSLConnection(redis.sentinel.SentinelManagedSSLConnection):
+    def _connect(self) -> Any:
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()
 
 
 def _tls_kwargs(address: RedisAddress) -> dict[str, Any]:
@@ -38,6 +73,15 @@ def sentinel_kwargs(address: RedisAddress, redis_kwargs: dict[str, Any]) -> dict
     return {**kwargs, **_tls_kwargs(address)}
 
 
+def _default_retry(blocking: bool) -> redis.retry.Retry | redis.asyncio.retry.Retry:
+    """What redis-py's Redis() retries with when given nothing (up to 10 times on a connection
+    error or timeout, 10 ms to 1 s apart). Sentinel.master_for builds its pool without
+    Redis(), whose connections would not retry at all: the one reconnect to the new master
+    after a failover would surface as an error to every caller."""
+    backoff = ExponentialWithJitterBackoff(base=0.01, cap=1)
+    return redis.retry.Retry(backoff, 10) if blocking else redis.asyncio.retry.Retry(backoff, 10)
+
+
 def data_kwargs(address: RedisAddress, redis_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Connection arguments for the data nodes (a Sentinel's master, a Cluster's nodes)."""
     kwargs: dict[str, Any] = {"username": address.username, "password": address.password}
@@ -51,15 +95,17 @@ def async_client(address: RedisAddress, **redis_kwargs: Any) -> AsyncRedisClient
     (SentinelConnectionPool), so the client follows a failover; a Cluster client learns the
     slots from the seed nodes and follows MOVED/ASK."""
     if address.topology == "standalone":
-        return redis.asyncio.Redis.from_url(address.url, **redis_kwargs)
+        return redis.asyncio.Redis.from_url(address.from_url_form, **redis_kwargs)
     if address.topology == "sentinel":
         assert address.master_name is not None
+        redis_kwargs.setdefault("retry", _default_retry(blocking=False))
         sentinel = redis.asyncio.sentinel.Sentinel(
             list(address.nodes),
             sentinel_kwargs=sentinel_kwargs(address, redis_kwargs),
             **data_kwargs(address, redis_kwargs),
         )
-        return sentinel.master_for(address.master_name)
+        following = _AsyncFollowingSSLConnection if address.tls else _AsyncFollowingConnection
+        return sentinel.master_for(address.master_name, connection_class=following)
     nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in address.nodes]
     return redis.asyncio.cluster.RedisCluster(
         startup_nodes=nodes, **data_kwargs(address, redis_kwargs)
@@ -69,14 +115,16 @@ def async_client(address: RedisAddress, **redis_kwargs: Any) -> AsyncRedisClient
 def sync_client(address: RedisAddress, **redis_kwargs: Any) -> SyncRedisClient:
     """The blocking twin of `async_client`, for callers outside an event loop."""
     if address.topology == "standalone":
-        return redis.Redis.from_url(address.url, **redis_kwargs)
+        return redis.Redis.from_url(address.from_url_form, **redis_kwargs)
     if address.topology == "sentinel":
         assert address.master_name is not None
+        redis_kwargs.setdefault("retry", _default_retry(blocking=True))
         sentinel = redis.sentinel.Sentinel(
             list(address.nodes),
             sentinel_kwargs=sentinel_kwargs(address, redis_kwargs),
             **data_kwargs(address, redis_kwargs),
         )
-        return sentinel.master_for(address.master_name)
+        following = _FollowingSSLConnection if address.tls else _FollowingConnection
+        return sentinel.master_for(address.master_name, connection_class=following)
     nodes = [redis.cluster.ClusterNode(host, port) for host, port in address.nodes]
     return redis.cluster.RedisCluster(startup_nodes=nodes, **data_kwargs(address, redis_kwargs))

@@ -1,0 +1,158 @@
+"""The client factory against real servers: a standalone redis-server, a Sentinel setup (1 master,
+1 replica, 3 sentinels, passwords on both) and a Redis Cluster (3 masters + 3 replicas), each
+reached from its topology URL alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.asyncio.sentinel import MasterNotFoundError
+from redis.exceptions import AuthenticationError
+
+from bullflow_worker.redis_address import parse_redis_address
+from bullflow_worker.redis_clients import async_client, sync_client
+from tests.harness.process import wait_for
+from tests.harness.redis import RedisServer
+from tests.harness.redis_topologies import RedisClusterTopology, RedisSentinelTopology
+
+DATA_PASSWORD = "data-pw/with@odd:chars"
+SENTINEL_PASSWORD = "sentinel-pw"
+TIMEOUTS = {"socket_timeout": 3.0, "socket_connect_timeout": 3.0}
+
+
+@pytest.fixture(scope="module")
+def sentinel_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelTopology]:
+    topology = RedisSentinelTopology(
+        tmp_path_factory.mktemp("sentinel"),
+        password=DATA_PASSWORD,
+        sentinel_password=SENTINEL_PASSWORD,
+    )
+    with topology:
+        yield topology
+
+
+@pytest.fixture(scope="module")
+def cluster_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterTopology]:
+    with RedisClusterTopology(tmp_path_factory.mktemp("cluster"), password=DATA_PASSWORD) as c:
+        yield c
+
+
+async def test_standalone_with_password_and_db(tmp_path: Path) -> None:
+    with RedisServer(tmp_path, password=DATA_PASSWORD) as server:
+        url = server.url.replace("/0", "/3")
+        client = async_client(parse_redis_address(url), decode_responses=True, **TIMEOUTS)
+        try:
+            assert isinstance(client, redis.asyncio.Redis)
+            await client.set("standalone-key", "v")
+            assert await client.get("standalone-key") == "v"
+            assert client.connection_pool.connection_kwargs["db"] == 3
+            assert client.connection_pool.connection_kwargs["socket_timeout"] == 3.0
+        finally:
+            await client.aclose()
+        blocking = sync_client(parse_redis_address(url), decode_responses=True)
+        try:
+            assert blocking.get("standalone-key") == "v"
+        finally:
+            blocking.close()
+
+
+def role(port: int) -> str:
+    direct = redis.Redis(port=port, password=DATA_PASSWORD, decode_responses=True)
+    try:
+        return str(direct.execute_command("ROLE")[0])
+    finally:
+        direct.close()
+
+
+async def test_sentinel_master_follows_a_failover(sentinel_setup: RedisSentinelTopology) -> None:
+    address = parse_redis_address(sentinel_setup.url_for(db=2))
+    assert address.sentinel_password == SENTINEL_PASSWORD
+    client = async_client(address, decode_responses=True, **TIMEOUTS)
+    try:
+        await client.set("sentinel-key", "before")
+        first_master = sentinel_setup.master()
+        assert (await client.execute_command("ROLE"))[0] == "master"
+        assert client.connection_pool.connection_kwargs["db"] == 2
+        old, new = sentinel_setup.failover()
+        assert first_master.port == old.port != new.port
+        # Until the sentinels turn the old master into a replica it still takes writes (the
+        # Sentinel failover window BullMQ lives with); once it is one, its READONLY reply makes
+        # the pool drop the connection and ask the sentinels again.
+        wait_for(lambda: role(old.port) == "slave", 60, "the old master to become a replica")
+        await client.set("sentinel-key", "after")
+        direct = redis.Redis(port=new.port, password=DATA_PASSWORD, db=2, decode_responses=True)
+        try:
+            assert direct.get("sentinel-key") == "after"
+            assert direct.execute_command("ROLE")[0] == "master"
+        finally:
+            direct.close()
+    finally:
+        await client.aclose()
+
+
+def test_sentinel_sync_client(sentinel_setup: RedisSentinelTopology) -> None:
+    client = sync_client(parse_redis_address(sentinel_setup.url), decode_responses=True)
+    try:
+        client.set("sync-sentinel-key", "1")
+        assert client.get("sync-sentinel-key") == "1"
+    finally:
+        client.close()
+
+
+async def test_sentinel_unknown_master_and_wrong_passwords(
+    sentinel_setup: RedisSentinelTopology,
+) -> None:
+    unknown = async_client(
+        parse_redis_address(sentinel_setup.url_for(master_name="nosuchmaster")), **TIMEOUTS
+    )
+    with pytest.raises(MasterNotFoundError):
+        await unknown.ping()
+    await unknown.aclose()
+    wrong = async_client(
+        parse_redis_address(sentinel_setup.url_for(password="not-the-password")), **TIMEOUTS
+    )
+    with pytest.raises(AuthenticationError):
+        await wrong.ping()
+    await wrong.aclose()
+    # Without the sentinels' own password no sentinel answers: no master can be found.
+    no_sentinel_auth = sentinel_setup.url.partition("?")[0]
+    blind = async_client(parse_redis_address(no_sentinel_auth), **TIMEOUTS)
+    with pytest.raises(MasterNotFoundError):
+        await blind.ping()
+    await blind.aclose()
+
+
+async def test_cluster_spreads_keys_over_masters(cluster_setup: RedisClusterTopology) -> None:
+    address = parse_redis_address(cluster_setup.url)
+    client = async_client(address, decode_responses=True, **TIMEOUTS)
+    try:
+        assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+        keys = [f"cluster-key-{i}" for i in range(30)]
+        for key in keys:
+            await client.set(key, key.upper())
+        assert [await client.get(k) for k in keys] == [k.upper() for k in keys]
+        owners = {cluster_setup.master_for(k).port for k in keys}
+        assert len(owners) == 3  # the client found every master from the seeds
+        # A hash-tagged prefix keeps a flow's keys on one slot: a multi-key command works.
+        await client.mset({"{bull}:a": "1", "{bull}:b": "2"})
+        assert await client.mget("{bull}:a", "{bull}:b") == ["1", "2"]
+    finally:
+        await client.aclose()
+    blocking = sync_client(address, decode_responses=True)
+    try:
+        assert blocking.get("cluster-key-7") == "CLUSTER-KEY-7"
+    finally:
+        blocking.close()
+
+
+async def test_cluster_wrong_password(cluster_setup: RedisClusterTopology) -> None:
+    url = cluster_setup.url_with_password("not-the-password")
+    client = async_client(parse_redis_address(url), **TIMEOUTS)
+    with pytest.raises((AuthenticationError, redis.exceptions.RedisClusterException)):
+        await client.ping()
+    await client.aclose()
