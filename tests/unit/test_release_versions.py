@@ -44,6 +44,12 @@ def test_pyproject_reads_the_package_version(pyproject: Path, attr: str) -> None
     assert meta["project"]["license"] == "Apache-2.0"
 
 
+def test_operator_requires_the_worker_package_of_its_own_release() -> None:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pins = [d for d in meta["project"]["dependencies"] if d.startswith("bullflow-worker")]
+    assert pins == [f"bullflow-worker=={bullflow.__version__}"]
+
+
 def test_chart_version_and_app_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["version"] == bullflow.__version__
