@@ -322,10 +322,10 @@ async def test_bullmq_flow_entries_and_scripts_have_the_shape_bullflow_submits_w
             "getStateV2 no longer takes keys=, args=, client=",
             REDIS_JOBS,
         )
-        # BullRedis.snapshots calls getStateV2 itself, with the lists bullmq's getState uses.
+        # BullRedis.read_snapshots calls getStateV2 itself, with the lists bullmq's getState uses.
         theirs = get_keys_argument(type(scripts).getState)
         ours = list(STATE_LISTS)
-        assert "getKeys(STATE_LISTS)" in inspect.getsource(BullRedis.snapshots)
+        assert "getKeys(STATE_LISTS)" in inspect.getsource(BullRedis.read_snapshots)
         require(
             "bullmq",
             len(ours) > 1 and theirs == ours,

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
+
+import pytest
 
 from bullflow.controllers.refresh_schedule import Outcome
 from bullflow.controllers.tracker import FlowTracker, TrackedFlow, stream_id
 from bullflow.models.flow import FlowStatus
 from bullflow.services.flowtree import PlannedJob
 from bullflow.storage.kube import ObjectRef
+from bullflow.storage.redis_identity import NO_REPLID, ServerIdentity
 from bullflow.storage.redis_jobs import StreamEntry
 from tests.harness.aio import until
 
@@ -88,10 +92,12 @@ class StubConn:
     async def stream_tail(self, _key: str) -> str:
         return "1700000000000-0"
 
-    async def run_id(self) -> str:
-        return self.server_run_id
+    async def identity(self, _prefix: str) -> ServerIdentity:
+        return ServerIdentity("127.0.0.1:1", self.server_run_id, self.replid, self.replid2)
 
     server_run_id = "first"
+    replid = "a" * 40
+    replid2 = NO_REPLID
 
     async def read_events(self, _streams: dict[str, str], _block_ms: int) -> list[StreamEntry]:
         self.reads += 1
@@ -208,9 +214,15 @@ async def test_an_event_read_before_the_first_refresh_makes_it_read_redis():
     await tracker.stop()
 
 
-async def test_a_redis_restart_the_client_hid_makes_every_flow_be_read_again():
+@pytest.mark.parametrize("failover", [False, True], ids=["restart", "failover"])
+async def test_a_redis_restart_the_client_hid_makes_every_flow_be_read_again(
+    failover: bool, caplog: pytest.LogCaptureFixture
+):
     """redis-py reconnects and retries by itself: no error reaches the reader, but Redis may
-    have lost the jobs. Its run id tells."""
+    have lost the jobs. Its run id tells. A replica that took over (Sentinel, Cluster) has a
+    new run id too: its flows are re-read (the last writes may not have reached it), but it
+    is not reported as a restart."""
+    caplog.set_level(logging.INFO, logger="bullflow.controllers.tracker")
     refreshed: list[str] = []
 
     async def refresh(flow: TrackedFlow) -> Outcome:
@@ -225,12 +237,25 @@ async def test_a_redis_restart_the_client_hid_makes_every_flow_be_read_again():
     tracker.start()
     try:
         await tracker.track(tracked({}, conn))
-        await until(lambda: len(refreshed) == 1 and conn.reads >= 1, "the first refresh")
+        await until(lambda: len(refreshed) >= 1 and conn.reads >= 1, "the first refresh")
+        now[0] += 0.5  # marks held back by the patch interval go out; no run id check yet
+        reads = conn.reads
+        await until(lambda: conn.reads > reads + 1, "the reader going on")
+        before = len(refreshed)
         conn.server_run_id = "after-restart"
+        if failover:  # the promoted replica keeps its old master's replication id as replid2
+            conn.replid, conn.replid2 = "b" * 40, conn.replid
+        else:  # a fresh process: a new replication history
+            conn.replid = "c" * 40
         now[0] += 5  # the next check is due
-        await until(lambda: len(refreshed) == 2, "a refresh after the restart was noticed")
+        await until(lambda: len(refreshed) > before, "a refresh after the restart was noticed")
+        await until(lambda: conn.reads > reads + 4, "the reader going on")
     finally:
         await tracker.stop()
+    said = [r.getMessage() for r in caplog.records if "re-reading its flows" in r.getMessage()]
+    assert said, "nothing logged"
+    assert ("restarted" in said[0]) is not failover, said
+    assert ("a replica took over" in said[0]) is failover, said
 
 
 async def test_the_reader_stops_even_when_a_library_swallows_its_cancellation():
@@ -238,15 +263,19 @@ async def test_the_reader_stops_even_when_a_library_swallows_its_cancellation():
     error): the reader must still stop, or the operator's shutdown waits forever."""
 
     class Swallowing(StubConn):
-        async def run_id(self) -> str:
+        async def identity(self, prefix: str) -> ServerIdentity:
             with contextlib.suppress(asyncio.CancelledError):  # what a library may do
                 await asyncio.sleep(0.05)
-            return "same"
+            return await super().identity(prefix)
+
+        async def read_events(self, streams: dict[str, str], block_ms: int) -> list[StreamEntry]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+            return []
 
     conn = Swallowing()
     tracker = FlowTracker(_current, patch_interval=0.05, resync_interval=600, block_ms=100)
     tracker.start()
     await tracker.track(tracked({}, conn))
-    tracker.untrack(TOKEN)  # no stream left: the reader idles in its loop
     await asyncio.sleep(0.2)
     await asyncio.wait_for(tracker.stop(), 10)

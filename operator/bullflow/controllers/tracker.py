@@ -27,6 +27,7 @@ from .. import metrics
 from ..cancellation import raise_if_cancelling
 from ..logs import about
 from ..services.flowtree import parse_job_id
+from ..storage.redis_identity import Change, ServerIdentity, classify_change
 from ..storage.redis_jobs import BullRedis, StreamEntry, events_key
 from .connections import redacted_url
 from .refresh_schedule import Outcome, RefreshSchedule
@@ -41,7 +42,8 @@ WRITE_LOOP_TICK = 0.02
 EARLY_EVENTS_KEPT = 50_000
 READER_RETRY_MAX_SECONDS = 1.0
 # How often a reader asks Redis for its run id: a Redis restarted without its data (or with
-# an older snapshot) is noticed within this, even when the client reconnected silently.
+# an older snapshot) is noticed within this, even when the client reconnected silently
+# (storage/redis_identity.py: and how a failover differs).
 RESTART_CHECK_SECONDS = 1.0
 
 
@@ -76,7 +78,9 @@ class FlowTracker:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._refreshing: set[asyncio.Task[None]] = set()
-        self._run_ids: dict[str, tuple[str, float]] = {}  # url -> (Redis run id, checked at)
+        # (url, prefix) -> the server last seen holding the prefix's keys; url -> checked at
+        self._identities: dict[tuple[str, str], ServerIdentity] = {}
+        self._identities_checked: dict[str, float] = {}
 
     @property
     def dirty(self) -> set[str]:
@@ -185,16 +189,30 @@ class FlowTracker:
     async def _notice_restart(self, conn: BullRedis) -> None:
         """A restarted Redis may have lost jobs (and their events) with no error on this side:
         redis-py reconnects and retries on its own. Its run id changes, so every flow of the
-        connection is re-read then (and a lost one ends as JobsLost)."""
-        known = self._run_ids.get(conn.url)
+        connection is re-read then (and a lost one ends as JobsLost). Asked of the server that
+        holds each prefix's keys (on a Cluster, its slot's master); a failover to a replica of
+        the same data is re-read too, but not reported as a restart (redis_identity)."""
+        checked = self._identities_checked.get(conn.url)
         now = self._clock()
-        if known is not None and now - known[1] < RESTART_CHECK_SECONDS:
+        if checked is not None and now - checked < RESTART_CHECK_SECONDS:
             return
-        run_id = await conn.run_id()
-        self._run_ids[conn.url] = (run_id, now)
-        if known is not None and known[0] != run_id:
-            log.warning("Redis at %s restarted: re-reading its flows", redacted_url(conn.url))
-            self._mark_connection_dirty(conn.url)
+        changes: set[Change] = set()
+        for prefix in sorted({f.prefix for f in self.flows.values() if f.conn.url == conn.url}):
+            seen = await conn.identity(prefix)
+            before = self._identities.get((conn.url, prefix))
+            self._identities[(conn.url, prefix)] = seen
+            if before is not None and (change := classify_change(before, seen)).reread:
+                changes.add(change)
+        self._identities_checked[conn.url] = now
+        if not changes:
+            return
+        where = redacted_url(conn.url)
+        if Change.RESTARTED in changes:
+            log.warning("Redis at %s restarted: re-reading its flows", where)
+        else:
+            what = " and ".join(sorted(c.value for c in changes))
+            log.info("Redis at %s: %s: re-reading its flows", where, what)
+        self._mark_connection_dirty(conn.url)
 
     def _dispatch(self, url: str, entries: list[StreamEntry]) -> None:
         positions = self._positions[url]

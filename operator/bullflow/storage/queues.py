@@ -108,13 +108,13 @@ async def queues_without_workers(
 
     `covered`: queues a WorkerPool scales (it may be at zero replicas on purpose: scale to
     zero is not "no workers"). Workers of any language are seen through BullMQ's CLIENT LIST
-    naming convention, with one CLIENT LIST for all queues. Raises REDIS_ERRORS
-    (storage/redis_jobs.py) when Redis is unreachable.
+    naming convention, with one CLIENT LIST for all queues (on every master of a Cluster).
+    Raises REDIS_ERRORS (storage/redis_jobs.py) when Redis is unreachable.
     """
     wanted = sorted(set(queues) - set(covered))
     if not wanted:
         return []
-    names = {c.get("name", "") for c in await conn.client.client_list()}
+    names = await conn.client_names()
     return [q for q in wanted if not any(_is_worker_of(n, prefix, q) for n in names)]
 
 

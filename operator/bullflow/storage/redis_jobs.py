@@ -7,30 +7,58 @@ them: the `:failed` hash behind Node's getIgnoredChildrenFailures, and the event
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from bullmq import FlowProducer
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection as AsyncConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.connection import HiredisRespSerializer
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.utils import HIREDIS_AVAILABLE
+
+from bullflow_worker.redis_address import parse_redis_address
+from bullflow_worker.redis_clients import async_client
 
 from ..models.marker import SubmissionMarker
 from ..redaction import scrub
 from ..services.flowstatus import JobSnapshot
 from ..services.flowtree import PlannedJob
 from .batching import GroupCommit
+from .redis_identity import ServerIdentity
+from .redis_nodes import SlotRouter
+from .redis_packing import with_hiredis_packing
+
+T = TypeVar("T")
 
 # Redis could not be reached or did not answer in time; redis-py wraps socket errors in its own
 # ConnectionError, the builtin ones cover what escapes it (asyncio timeouts, resets mid-read).
-# Not OSError at large: a file or TLS-configuration error is not "Redis unreachable".
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+# Not OSError at large: a file or TLS-configuration error is not "Redis unreachable". On a
+# Cluster also: no master for the slot yet (an election), or a slot still moving after the
+# retries of redis_nodes.SlotRouter. (Sentinel's MasterNotFoundError is a ConnectionError.)
+REDIS_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    AskError,
+    SlotNotCoveredError,
+)
 MARKER_PREFIX = "bullflow:flow"
 # Flows submitted together share one MULTI/EXEC up to this many jobs (a bigger flow goes alone):
 # Redis runs a transaction's scripts without serving anyone else: the cap bounds that wait.
@@ -120,32 +148,6 @@ class _FlowProducer(FlowProducer):
         return self.queueFromNode({"queueName": queue}, self.prefix).backend.scripts
 
 
-class _HiredisPacking:
-    """redis-py packs commands in Python on its asyncio connections, with hiredis's C packer on
-    its sync ones (HiredisRespSerializer, when hiredis is installed): the same bytes
-    (test_redis_packing), packed several times faster, which counts on a big submission's
-    pipeline (bench/)."""
-
-    _packer = HiredisRespSerializer()
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        return self._packer.pack(*args)
-
-
-_packing_classes: dict[type, type] = {}
-
-
-def with_hiredis_packing(connection_class: type) -> type:
-    """`connection_class` (TCP, TLS or Unix socket, as redis-py chose from the URL) packing its
-    commands with hiredis; unchanged if hiredis is missing."""
-    if not HIREDIS_AVAILABLE or issubclass(connection_class, _HiredisPacking):
-        return connection_class
-    if connection_class not in _packing_classes:
-        name = f"HiredisPacking{connection_class.__name__}"
-        _packing_classes[connection_class] = type(name, (_HiredisPacking, connection_class), {})
-    return _packing_classes[connection_class]
-
-
 @dataclass(frozen=True)
 class _Submission:
     marker_key: str
@@ -174,28 +176,62 @@ def _outcome(sub: _Submission, results: list[Any]) -> dict[str, str] | Exception
     return {key: _newest_id(tail) for key, tail in zip(sub.streams, tails, strict=True)}
 
 
+def _pack_with_hiredis(client: aioredis.Redis | RedisCluster) -> None:
+    """Every connection of `client` packs its commands with hiredis (redis_packing). A Cluster
+    client creates its nodes, and their connections, from its nodes manager's settings on each
+    refresh of the slot table: the class is set there (and on the seeds, made already)."""
+    if isinstance(client, RedisCluster):
+        kwargs = client.nodes_manager.connection_kwargs
+        kwargs["connection_class"] = with_hiredis_packing(
+            kwargs.get("connection_class", AsyncConnection)
+        )
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = with_hiredis_packing(node.connection_class)
+        return
+    pool = client.connection_pool
+    pool.connection_class = with_hiredis_packing(pool.connection_class)
+
+
+def _address_of(client: aioredis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"{kwargs['host']}:{kwargs['port']}" if "host" in kwargs else ""
+
+
 class BullRedis:
-    """One Redis connection (URL) and the BullMQ producers that share it."""
+    """One Redis connection (a topology URL: standalone, Sentinel or Cluster) and the BullMQ
+    producers that share it.
+
+    `client` is redis-py's client for the topology (through Sentinel: the master, followed
+    across failovers; a Cluster: RedisCluster). What runs BullMQ's scripts in a pipeline or a
+    MULTI/EXEC goes through `on_data(prefix, ...)`: on a Cluster that is the master owning the
+    prefix's hash slot (storage/redis_nodes.py says why), elsewhere `client` itself.
+    """
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         self.url = url
+        address = parse_redis_address(url)
+        self.topology = address.topology
         # Our own client: bullmq's default retries for minutes, which would stall reconciles.
-        self.client = aioredis.from_url(
-            url,
+        self.client = async_client(
+            address,
             decode_responses=True,
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 2),
             health_check_interval=30,
         )
-        pool = self.client.connection_pool
-        pool.connection_class = with_hiredis_packing(pool.connection_class)
+        _pack_with_hiredis(self.client)
+        self._router = SlotRouter(self.client) if isinstance(self.client, RedisCluster) else None
         self._producers: dict[str, _FlowProducer] = {}
-        self._submissions = GroupCommit(
-            self._write_submissions,
-            weight=lambda sub: len(sub.entries),
-            max_weight=MAX_JOBS_PER_TRANSACTION,
-        )
+        # One per prefix: a batch's MULTI/EXEC runs on one node, the one of its prefix's slot.
+        self._submissions: dict[str, GroupCommit[_Submission, dict[str, str] | None]] = {}
+
+    async def on_data(self, prefix: str, operation: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """`operation` with the client that holds the keys of `prefix` (see the class)."""
+        if self._router is None:
+            assert isinstance(self.client, aioredis.Redis)
+            return await operation(self.client)
+        return await self._router.run(prefix, operation)
 
     def producer(self, prefix: str) -> _FlowProducer:
         if prefix not in self._producers:
@@ -227,13 +263,26 @@ class BullRedis:
             await producer._queue_tree(entries, tree, None)
         streams = sorted({events_key(prefix, entry["job"].queue.name) for entry in entries})
         submission = _Submission(marker_key(prefix, token), marker, entries, streams)
-        return await self._submissions(submission)
+        return await self._submitter(prefix)(submission)
+
+    def _submitter(self, prefix: str) -> GroupCommit[_Submission, dict[str, str] | None]:
+        if prefix not in self._submissions:
+
+            async def write(batch: list[_Submission]) -> list[dict[str, str] | Exception | None]:
+                # Run again from the marker check when the slot moved: what the first run
+                # did add is found done then, not added twice.
+                return await self.on_data(prefix, lambda c: self._write_submissions(c, batch))
+
+            self._submissions[prefix] = GroupCommit(
+                write, weight=lambda sub: len(sub.entries), max_weight=MAX_JOBS_PER_TRANSACTION
+            )
+        return self._submissions[prefix]
 
     async def _write_submissions(
-        self, batch: list[_Submission]
+        self, client: aioredis.Redis, batch: list[_Submission]
     ) -> list[dict[str, str] | Exception | None]:
         keys = [s.marker_key for s in batch]
-        async with self.client.pipeline(transaction=False) as pipe:
+        async with client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.exists(key)
             done = await pipe.execute()
@@ -249,16 +298,18 @@ class BullRedis:
                 first[key] = i
         fresh = list(first.values())
         if fresh:
-            added = await self._add([batch[i] for i in fresh])
+            added = await self._add(client, [batch[i] for i in fresh])
             outcomes.update(zip(fresh, added, strict=True))
         if again:
-            retried = await self._write_submissions([batch[i] for i in again])
+            retried = await self._write_submissions(client, [batch[i] for i in again])
             outcomes.update(zip(again, retried, strict=True))
         return [outcomes[i] for i in range(len(batch))]
 
-    async def _add(self, subs: list[_Submission]) -> list[dict[str, str] | Exception]:
+    async def _add(
+        self, client: aioredis.Redis, subs: list[_Submission]
+    ) -> list[dict[str, str] | Exception]:
         spans: list[tuple[int, int]] = []
-        async with self.client.pipeline(transaction=True) as pipe:
+        async with client.pipeline(transaction=True) as pipe:
             for sub in subs:
                 start = len(pipe)
                 for entry in sub.entries:
@@ -273,12 +324,12 @@ class BullRedis:
                     pipe.xrevrange(key, count=1)
                 spans.append((start, len(pipe)))
             # A command's error is its flow's alone; an error of the whole transaction
-            # (EXECABORT, a lost connection) is raised for every flow in it.
+            # (EXECABORT, a lost connection, MOVED) is raised for every flow in it.
             results = await pipe.execute(raise_on_error=False)
         outcomes: list[dict[str, str] | Exception] = []
         for sub, (a, b) in zip(subs, spans, strict=True):
             if any(isinstance(r, NoScriptError) for r in results[a:b]):
-                await self.client.eval(_UNDO_MARKER, 1, sub.marker_key, sub.marker.to_json())
+                await client.eval(_UNDO_MARKER, 1, sub.marker_key, sub.marker.to_json())
                 outcomes.append(ScriptsLost("Redis lost its scripts (restarted?) mid-submission"))
             else:
                 outcomes.append(_outcome(sub, results[a:b]))
@@ -286,9 +337,15 @@ class BullRedis:
 
     async def snapshots(self, prefix: str, jobs: list[PlannedJob]) -> dict[str, JobSnapshot]:
         """State, attempts, return value and failure of every job, in one pipeline."""
+        return await self.on_data(prefix, lambda c: self.read_snapshots(c, prefix, jobs))
+
+    async def read_snapshots(
+        self, client: aioredis.Redis, prefix: str, jobs: list[PlannedJob]
+    ) -> dict[str, JobSnapshot]:
+        """`snapshots` with `client` (of `on_data`), for a caller already on the node."""
         producer = self.producer(prefix)
         state_keys: dict[str, list[str]] = {}  # per queue: the lists getStateV2 looks in
-        async with self.client.pipeline(transaction=False) as pipe:
+        async with client.pipeline(transaction=False) as pipe:
             for job in jobs:
                 scripts = producer.scripts(job.queue)
                 if job.queue not in state_keys:
@@ -362,12 +419,34 @@ class BullRedis:
             if raw:
                 pipe.set(key, json.dumps({**json.loads(raw), **changes}))
 
-        await self.client.transaction(merge, key)
+        await self.on_data(prefix, lambda c: c.transaction(merge, key))
 
-    async def run_id(self) -> str:
-        """The Redis server's run id: a new one after every restart."""
-        info = await self.client.info("server")
-        return str(info["run_id"])
+    async def identity(self, prefix: str) -> ServerIdentity:
+        """Who holds the keys of `prefix` now: its run id (a new one after every restart) and
+        replication ids (a promoted replica's tell the same data; see redis_identity)."""
+
+        async def read(client: aioredis.Redis) -> ServerIdentity:
+            info = await client.info("server", "replication")
+            if info.get("role") != "master" and self.topology != "standalone":
+                # A demoted master still answers INFO (no key: no MOVED; a read: no READONLY),
+                # and its unchanged run id would hide the failover. Its connections are
+                # dropped, so the next one asks the sentinels (or the slot table) anew.
+                await client.connection_pool.disconnect()
+                raise ReadOnlyError("the server that answered is no longer the master")
+            return ServerIdentity.from_info(_address_of(client), info)
+
+        return await self.on_data(prefix, read)
+
+    async def client_names(self) -> set[str]:
+        """The names of the clients connected to Redis (CLIENT LIST): on a Cluster, of every
+        master's, since a worker connects to the master of its queues' slot."""
+        if self._router is None:
+            return {c.get("name", "") for c in await self.client.client_list()}
+        masters = await self._router.masters()
+        lists = await asyncio.gather(
+            *(self._router.client_of(node).client_list() for node in masters)
+        )
+        return {c.get("name", "") for clients in lists for c in clients}
 
     async def stream_tail(self, key: str) -> str:
         """The id of the newest event, so reading can resume right after it."""
@@ -376,19 +455,46 @@ class BullRedis:
     async def read_events(
         self, streams: dict[str, str], block_ms: int, count: int = 1000
     ) -> list[StreamEntry]:
+        """New events of `streams` ({key: last id read}), blocking up to `block_ms` for some.
+
+        On a Cluster one XREAD cannot span hash slots: the streams of each slot (each prefix's
+        tag) are read on their own, all at once; a slot with events then waits for the others'
+        blocks to end, so a Cluster with several prefixes sees events up to `block_ms` late.
+        """
         if not streams:
             return []
-        reply: Any = await self.client.xread(
-            streams,  # type: ignore[arg-type]
-            count=count,
-            block=block_ms,
-        )
-        return [
-            StreamEntry(stream, entry_id, fields)
-            for stream, entries in reply or []
-            for entry_id, fields in entries
-        ]
+        if self._router is None:
+            assert isinstance(self.client, aioredis.Redis)
+            return await _xread(self.client, streams, block_ms, count)
+        by_slot: dict[int, dict[str, str]] = {}
+        for key, last in streams.items():
+            by_slot.setdefault(self.client.keyslot(key), {})[key] = last
+        router = self._router
+
+        async def read_slot(group: dict[str, str]) -> list[StreamEntry]:
+            return await router.run(next(iter(group)), lambda c: _xread(c, group, block_ms, count))
+
+        reads = await asyncio.gather(*(read_slot(group) for group in by_slot.values()))
+        return [entry for read in reads for entry in read]
 
     async def close(self) -> None:
-        await self._submissions.close()
+        for submissions in self._submissions.values():
+            await submissions.close()
+        if self._router is not None:
+            await self._router.close()
         await self.client.aclose()
+
+
+async def _xread(
+    client: aioredis.Redis, streams: dict[str, str], block_ms: int, count: int
+) -> list[StreamEntry]:
+    reply: Any = await client.xread(
+        streams,  # type: ignore[arg-type]
+        count=count,
+        block=block_ms,
+    )
+    return [
+        StreamEntry(stream, entry_id, fields)
+        for stream, entries in reply or []
+        for entry_id, fields in entries
+    ]

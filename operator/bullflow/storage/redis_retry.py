@@ -126,17 +126,28 @@ async def read_operations(conn: BullRedis, prefix: str, token: str) -> StoredOpe
 async def transact(
     conn: BullRedis, prefix: str, token: str, jobs: list[PlannedJob], decide: Decide
 ) -> Any:
-    """Read the marker and the jobs under WATCH, decide, and write in one MULTI/EXEC."""
+    """Read the marker and the jobs under WATCH, decide, and write in one MULTI/EXEC.
+
+    On the node that holds the prefix's keys (BullRedis.on_data): on a Cluster, run again from
+    the start if the slot moved meanwhile; the WATCHed reads decide again."""
+    return await conn.on_data(
+        prefix, lambda client: _transact(client, conn, prefix, token, jobs, decide)
+    )
+
+
+async def _transact(
+    client: Any, conn: BullRedis, prefix: str, token: str, jobs: list[PlannedJob], decide: Decide
+) -> Any:
     mkey = marker_key(prefix, token)
     keys = [mkey, *(job_key(prefix, j.queue, j.job_id) for j in jobs)]
     for _ in range(MAX_CONFLICTS):
-        async with conn.client.pipeline(transaction=True) as pipe:
+        async with client.pipeline(transaction=True) as pipe:
             await pipe.watch(*keys)
             raw = await pipe.get(mkey)
             if not raw:
                 raise MarkerGone(f"the submission marker {mkey} is not in Redis")
             marker = json.loads(raw)
-            snaps = await conn.snapshots(prefix, jobs)
+            snaps = await conn.read_snapshots(client, prefix, jobs)
             decision = decide(StoredOperations.from_marker(marker), snaps)
             if not isinstance(decision, Writes):
                 await pipe.unwatch()
