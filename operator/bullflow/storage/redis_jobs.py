@@ -466,10 +466,10 @@ class BullRedis:
         if self._router is None:
             assert isinstance(self.client, aioredis.Redis)
             return await _xread(self.client, streams, block_ms, count)
+        router = self._router
         by_slot: dict[int, dict[str, str]] = {}
         for key, last in streams.items():
-            by_slot.setdefault(self.client.keyslot(key), {})[key] = last
-        router = self._router
+            by_slot.setdefault(router.cluster.keyslot(key), {})[key] = last
 
         async def read_slot(group: dict[str, str]) -> list[StreamEntry]:
             return await router.run(next(iter(group)), lambda c: _xread(c, group, block_ms, count))
