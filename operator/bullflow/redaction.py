@@ -2,10 +2,11 @@
 metric labels.
 
 One helper, `scrub(text)`, for any text that may carry a URL or a Redis error: it removes the
-user-info part of every URL in the text (`redis://user:pw@host` -> `redis://***@host`) and
-every credential this process has been handed (`remember_url`), wherever it appears, also
-outside a URL (an error message that echoes an AUTH argument, say). `redacted_url(url)` is
-the short form for a message that names a Redis: scheme, host and port only.
+user-info part of every URL in the text (`redis://user:pw@host` -> `redis://***@host`), the
+value of a secret-looking query option (`?sentinelPassword=***`), and every credential this
+process has been handed (`remember_url`), wherever it appears, also outside a URL (an error
+message that echoes an AUTH argument, say). `redacted_url(url)` is the short form for a
+message that names a Redis: scheme, hosts and ports (and a Sentinel master name) only.
 
 `install_log_redaction()` makes every log record of the process pass through `scrub`, whoever
 logs it (bullflow, kopf, redis-py, bullmq): kopf posts its log lines of an object as Events, so
@@ -18,7 +19,13 @@ import logging
 import re
 import threading
 from typing import Any
-from urllib.parse import unquote, urlparse
+
+from bullflow_worker.redis_address import (
+    SECRET_QUERY_VALUE,
+    RedisAddressError,
+    parse_redis_address,
+    url_secrets,
+)
 
 MASK = "***"
 # A credential shorter than this is scrubbed only inside a URL: replacing a 2-character password
@@ -33,28 +40,27 @@ _secrets: tuple[str, ...] = ()  # longest first, so that a longer secret is mask
 
 
 def redacted_url(url: str) -> str:
-    """The URL without credentials, path or query: safe in conditions, Events and logs."""
+    """The URL without credentials, database or query: scheme and hosts (a Sentinel URL also its
+    master name), safe in conditions, Events and logs."""
     try:
-        parsed = urlparse(url)
-        host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")
-        return f"{parsed.scheme}://{host}"
-    except ValueError:  # an unparsable port or host: say nothing about it
-        return f"{url.partition('://')[0]}://{MASK}"
+        address = parse_redis_address(url)
+    except RedisAddressError:
+        return f"{url.partition('://')[0]}://{MASK}"  # say nothing of what does not parse
+    scheme = url.strip().partition("://")[0]
+    if address.socket_path:
+        return f"{scheme}://{address.socket_path}"
+    hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in address.nodes)
+    master = f"/{address.master_name}" if address.master_name else ""
+    return f"{scheme}://{hosts}{master}"
 
 
 def remember_url(url: str) -> None:
     """Note the credentials of a URL this process uses, so that `scrub` masks them anywhere.
 
-    The password (as written and percent-decoded); a user-info without a password is a token
-    as a whole. A username beside a password is not a secret, and masking a common one
-    ("default") everywhere would garble unrelated text."""
-    netloc = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
-    userinfo = netloc.rpartition("@")[0]
-    if not userinfo:
-        return
-    _, has_password, password = userinfo.partition(":")
-    secret = password if has_password else userinfo
-    remember_secrets({secret, unquote(secret)})
+    The password (as written and percent-decoded), a Sentinel's sentinelPassword likewise; a
+    user-info without a password is a token as a whole. A username beside a password is not a
+    secret, and masking a common one ("default") everywhere would garble unrelated text."""
+    remember_secrets(url_secrets(url))
 
 
 def remember_secrets(values: set[str] | list[str] | tuple[str, ...]) -> None:
@@ -74,6 +80,7 @@ def scrub(text: str) -> str:
             text = text.replace(secret, MASK)
     if "://" in text:
         text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+        text = SECRET_QUERY_VALUE.sub(lambda m: m.group("key") + MASK, text)
     return text
 
 

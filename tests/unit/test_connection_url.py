@@ -17,7 +17,23 @@ from bullflow.models.common import SecretKeyRef
         ("", "is empty"),
         ("s3cret-password", "is not a URL (no scheme://)"),
         ("pw:with-colon", "is not a URL (no scheme://)"),
-        ("http://user:s3cret@redis:6379", "has a scheme other than redis:// or rediss://"),
+        (
+            "http://user:s3cret@redis:6379",
+            "has a scheme other than redis://, rediss://, unix://, redis+sentinel://, "
+            "rediss+sentinel://, redis+cluster:// or rediss+cluster://",
+        ),
+        (
+            "redis+sentinel://:s3cret@s1,s2:26379",
+            "has no Sentinel master name: add the "
+            "master name as the path: redis+sentinel://host:26379/mymaster",
+        ),
+        ("redis+cluster://:s3cret@n1/1", "names a database, but Redis Cluster has only database 0"),
+        (
+            "unix:///run/redis.sock",
+            "is a unix:// socket, which the operator cannot share with its workers' pods",
+        ),
+        ("redis+sentinel://:s3cret@s1,[::1]:26380/mymaster?sentinelPassword=x", None),
+        ("rediss+cluster://:s3cret@n1:7000,n2", None),
         ("redis://:s3cret@", "has no host"),
         ("redis://[::1:6379", "cannot be parsed (a bad host or port)"),
         ("redis://redis:port", "cannot be parsed (a bad host or port)"),
@@ -51,8 +67,9 @@ def test_secret_with_a_bad_url_names_the_secret_and_key_not_the_value():
     err = resolve_error("http://admin:hunter2-pass@redis:6379")
     assert err.reason == "InvalidConnection"
     assert err.message == (
-        "the key 'url' of Secret team-a/redis-conn has a scheme other than redis:// or "
-        "rediss://: it must look like redis://host:port or rediss://host:port"
+        "the key 'url' of Secret team-a/redis-conn has a scheme other than redis://, "
+        "rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or "
+        "rediss+cluster://"
     )
     assert "hunter2" not in err.message and "admin" not in err.message
 
@@ -61,6 +78,15 @@ def test_secret_holding_a_bare_password_is_not_echoed():
     err = resolve_error("hunter2-pass\n")
     assert "team-a/redis-conn" in err.message and "'url'" in err.message
     assert "is not a URL" in err.message and "hunter2" not in err.message
+
+
+def test_sentinel_url_without_master_name_says_how_to_fix_it():
+    err = resolve_error("redis+sentinel://:hunter2-pass@sentinel:26379?sentinelPassword=hunter3")
+    assert err.reason == "InvalidConnection"
+    assert err.message == (
+        "the key 'url' of Secret team-a/redis-conn has no Sentinel master name: add the master "
+        "name as the path: redis+sentinel://host:26379/mymaster"
+    )
 
 
 def test_bad_default_url_names_the_environment_variable():

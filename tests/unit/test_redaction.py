@@ -63,6 +63,17 @@ def test_percent_encoded_passwords_are_masked_both_ways() -> None:
     assert scrub("x s3cr@t-pass y s3cr%40t-pass z") == "x *** y *** z"
 
 
+def test_sentinel_passwords_are_remembered_and_scrubbed() -> None:
+    password, sentinel_password = fresh_password(), fresh_password()
+    url = f"redis+sentinel://:{password}@s1,s2/mymaster?sentinelPassword={sentinel_password}"
+    # In a URL, even before it is remembered: the user-info and the query value.
+    assert scrub(f"connect {url} failed") == (
+        "connect redis+sentinel://***@s1,s2/mymaster?sentinelPassword=*** failed"
+    )
+    remember_url(url)
+    assert scrub(f"AUTH {sentinel_password} and AUTH {password}") == "AUTH *** and AUTH ***"
+
+
 def test_short_secrets_are_masked_only_inside_urls() -> None:
     remember_secrets({"ab"})
     assert scrub("tab redis://:ab@h") == "tab redis://***@h"
@@ -72,9 +83,14 @@ def test_short_secrets_are_masked_only_inside_urls() -> None:
     ("url", "expected"),
     [
         ("redis://:pw@db:6379/0", "redis://db:6379"),
-        ("rediss://u:pw@db/3?ssl_cert_reqs=none", "rediss://db"),
+        ("rediss://u:pw@db/3?ssl_cert_reqs=none", "rediss://db:6379"),
         ("redis://:pw@db:notaport/0", "redis://***"),
         ("redis://:pw@[::1/0", "redis://***"),
+        (
+            "redis+sentinel://:pw@s1,[::1]:26380/mymaster/2?sentinelPassword=spw",
+            "redis+sentinel://s1:26379,[::1]:26380/mymaster",
+        ),
+        ("rediss+cluster://:pw@n1:7000,n2", "rediss+cluster://n1:7000,n2:6379"),
     ],
 )
 def test_redacted_url(url: str, expected: str) -> None:

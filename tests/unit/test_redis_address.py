@@ -12,6 +12,7 @@ from bullflow_worker.redis_address import (
     RedisAddressError,
     parse_redis_address,
     redact_redis_url,
+    url_secrets,
 )
 
 SECRET = "s3cret-pw"
@@ -178,3 +179,11 @@ def test_repr_does_not_show_passwords():
 )
 def test_from_url_form_encodes_the_user_info(url, encoded):
     assert parse_redis_address(url).from_url_form == encoded
+
+
+def test_url_secrets_are_the_password_and_sentinel_password_both_ways():
+    url = "redis+sentinel://app:p%40ss@s1/m?sentinelUsername=w&sentinelPassword=sp%2Bw+x"
+    assert url_secrets(url) == {"p%40ss", "p@ss", "sp%2Bw+x", "sp+w+x", "sp+w x"}
+    assert url_secrets("redis://tok@h") == {"tok"}
+    assert url_secrets("redis://h:1/0") == set()
+    assert url_secrets(SECRET) == set()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
 Topology = Literal["standalone", "sentinel", "cluster"]
 
@@ -44,8 +44,10 @@ TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs")
 # secret, auth): sentinelPassword, redis-py's password=, and their misspellings, which
 # parse_redis_address refuses by name while the CLI shows the redacted URL.
 MASTER_NAME_HINT = "add the master name as the path: redis+sentinel://host:26379/mymaster"
-_SECRET_QUERY = re.compile(
-    r"(?P<key>[?&][^=&#?]*(?:pas|pw|secret|auth)[^=&#?]*=)[^&#]*", re.IGNORECASE
+# Also used on free text (log lines), hence no whitespace in a key or value.
+SECRET_QUERY_VALUE = re.compile(
+    r"(?P<key>[?&][^=&#?\s]*(?:pas|pw|secret|auth)[^=&#?\s]*=)(?P<value>[^&#\s]*)",
+    re.IGNORECASE,
 )
 
 
@@ -121,7 +123,24 @@ def redact_redis_url(url: str) -> str:
         user, has_password, _ = userinfo.partition(":")
         userinfo = f"{user}:{MASK}" if has_password else MASK
         rest = f"{userinfo}@{after}"
-    return f"{scheme}://" + _SECRET_QUERY.sub(lambda m: m.group("key") + MASK, rest)
+    return f"{scheme}://" + SECRET_QUERY_VALUE.sub(lambda m: m.group("key") + MASK, rest)
+
+
+def url_secrets(url: str) -> set[str]:
+    """Every credential in `url`, as written and percent-decoded: the user-info's password (a
+    user-info without ":" as a whole, as redis-py reads it) and the values of the query keys
+    that redact_redis_url masks. For a log scrubber that masks them wherever they appear."""
+    _, sep, rest = url.strip().partition("://")
+    if not sep:
+        return set()
+    found: set[str] = set()
+    userinfo, _ = _split_userinfo(rest)
+    if userinfo:
+        _, has_password, password = userinfo.partition(":")
+        found.add(password if has_password else userinfo)
+    found.update(m.group("value") for m in SECRET_QUERY_VALUE.finditer(rest))
+    found.discard("")
+    return found | {unquote(value) for value in found} | {unquote_plus(v) for v in found}
 
 
 def _parse_node(text: str, default_port: int) -> tuple[str, int]:

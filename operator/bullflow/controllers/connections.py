@@ -5,7 +5,7 @@ whatever the operator says later. `redacted_url` is re-exported for the controll
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from bullflow_worker.redis_address import RedisAddressError, parse_redis_address
 
 from ..models.common import SecretKeyRef
 from ..redaction import redacted_url, remember_url
@@ -25,25 +25,22 @@ class ConnectionUnresolved(Exception):
 
 
 DEFAULT_SOURCE = "the operator's default Redis URL (BULLFLOW_REDIS_URL)"
+URL_FORMS = (
+    "redis://host:port, rediss://host:port, redis+sentinel://host:26379,.../masterName "
+    "or redis+cluster://host:port,..."
+)
 
 
 def url_problem(url: str) -> str | None:
-    """What is wrong with a Redis URL, in words that repeat nothing of it (a Secret's value
-    may be a password pasted in the wrong key); None if it will do."""
-    if not url:
-        return "is empty"
-    if "://" not in url:
-        return "is not a URL (no scheme://)"
+    """What is wrong with a Redis topology URL (bullflow_worker.redis_address), in words that
+    repeat nothing of it (a Secret's value may be a password pasted in the wrong key); None if
+    it will do."""
     try:
-        parsed = urlparse(url)
-        hostname = parsed.hostname
-        parsed.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        return "cannot be parsed (a bad host or port)"
-    if parsed.scheme not in ("redis", "rediss"):
-        return "has a scheme other than redis:// or rediss://"
-    if not hostname:
-        return "has no host"
+        address = parse_redis_address(url)
+    except RedisAddressError as err:
+        return err.problem
+    if address.socket_path:
+        return "is a unix:// socket, which the operator cannot share with its workers' pods"
     return None
 
 
@@ -52,11 +49,15 @@ def check_url(url: str, source: str = DEFAULT_SOURCE) -> str:
     URL came from) and what is wrong, never the URL itself."""
     problem = url_problem(url)
     if problem:
-        raise ConnectionUnresolved(
-            "InvalidConnection",
-            f"{source} {problem}: it must look like redis://host:port or rediss://host:port",
-        )
+        raise ConnectionUnresolved("InvalidConnection", f"{source} {problem}{_hint(problem)}")
     return url
+
+
+def _hint(problem: str) -> str:
+    """The forms a URL takes, unless the problem already names them or says how to fix it."""
+    if ": " in problem or problem.startswith("has a scheme"):
+        return ""
+    return f": it must look like {URL_FORMS}"
 
 
 class RedisPool:
