@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import kopf
+import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bullflow.config import Settings
@@ -31,6 +33,7 @@ class StubKube:
 
 class StubRedis:
     url = "redis://127.0.0.1:1/0"
+    topology = "standalone"
 
     def __init__(self, submit_outcome: Any) -> None:
         self.submit_outcome = submit_outcome
@@ -111,3 +114,18 @@ async def test_a_finished_flow_is_not_followed_and_its_ttl_runs():
     assert UID in flows.ttl._tasks
     flows.ttl.close()
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("prefix", ["bull", "{bull}"])
+async def test_an_untagged_prefix_on_a_cluster_is_refused_before_any_write(prefix: str):
+    flows, kube, conn = controller({"{bull}:q:events": "1-0"})
+    conn.topology = "cluster"
+    if prefix == "{bull}":  # tagged: submitted as anywhere else
+        await flows.reconcile(body({"root": ROOT, "prefix": prefix}))
+        assert conn.submitted == 1 and UID in flows.tracker.flows
+        return
+    with pytest.raises(kopf.TemporaryError):  # kopf comes back later, with its backoff
+        await flows.reconcile(body({"root": ROOT, "prefix": prefix}))
+    reason, message = ready(kube.written[-1])
+    assert reason == "ClusterPrefixNotHashTagged" and 'spec.prefix: "{bull}"' in message
+    assert conn.submitted == 0 and UID not in flows.tracker.flows

@@ -14,6 +14,7 @@ from ..config import Settings
 from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
+from ..services.cluster_prefix import CLUSTER_PREFIX_NOT_HASH_TAGGED, cluster_prefix_refusal
 from ..services.flowstatus import FINISHED_PHASES
 from ..services.flowtree import PlannedJob, flow_token, plan, structural_errors
 from ..storage.kube import KubeApi, ObjectRef
@@ -102,6 +103,8 @@ class FlowController:
             return
         try:
             conn = await self.pool.resolve(ref.namespace, spec.connection)
+            if refusal := cluster_prefix_refusal(conn.topology, spec.prefix):
+                raise ConnectionUnresolved(CLUSTER_PREFIX_NOT_HASH_TAGGED, refusal)
         except ConnectionUnresolved as err:
             await self.statuses.not_ready(ref, status, generation, err.reason, err.message)
             raise kopf.TemporaryError(err.message, delay=self.backoff(retry)) from err

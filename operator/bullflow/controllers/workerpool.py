@@ -26,6 +26,7 @@ from ..config import Settings
 from ..logs import about
 from ..models.workerpool import Backlog, WorkerPoolSpec
 from ..redaction import describe_error, scrub
+from ..services.cluster_prefix import CLUSTER_PREFIX_NOT_HASH_TAGGED, cluster_prefix_refusal
 from ..services.conditions import now_rfc3339
 from ..services.scaling import Stabilizer
 from ..services.worker_deployment import scale_target
@@ -206,7 +207,10 @@ class WorkerPoolController:
         conn: BullRedis | None = None
         unavailable: Unavailable | None = None
         try:
-            conn = await self.pool.resolve(ref.namespace, spec.connection)
+            resolved = await self.pool.resolve(ref.namespace, spec.connection)
+            if refusal := cluster_prefix_refusal(resolved.topology, spec.prefix):
+                raise ConnectionUnresolved(CLUSTER_PREFIX_NOT_HASH_TAGGED, refusal)
+            conn = resolved
         except ConnectionUnresolved as err:
             unavailable = Unavailable(err.reason, err.message)
         kind, name = scale_target(ref.name, spec)
