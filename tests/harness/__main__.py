@@ -1,5 +1,8 @@
 """`python -m tests.harness up|down|status|env` — a detached local cluster + Redis.
 
+`up --real-node` adds the real node (tests/harness/node.py: kubelet + containerd) to the kwok
+ones; `down` stops it and removes its containers, mounts, bridge and iptables rules.
+
 `up` prints shell exports on stdout (everything else goes to stderr), so
 `eval "$(python -m tests.harness up)"` works. State: $BULLFLOW_RUN_DIR/state.json, by default
 $BULLFLOW_CACHE/run/<clone>-<hash of the clone's path>/state.json: one cluster per clone, so
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.cluster import LocalCluster
+from tests.harness.node import cleanup_leftovers, release_stale_claim
 from tests.harness.process import pid_alive, pid_cmdline, terminate_pid_group
 from tests.harness.redis import RedisServer
 from tests.harness.tools import cache_dir
@@ -31,8 +35,10 @@ _BINARIES = {
     "kwok": "kwok",
     "redis-server": "redis-server",
 }
-# Start order; stopped in reverse.
-_ORDER = list(_BINARIES)
+# The real node's daemons, with `up --real-node` only.
+_NODE_BINARIES = {"containerd": "containerd", "kubelet": "kubelet", "kube-proxy": "kube-proxy"}
+# Start order; stopped in reverse (the node before the control plane it reports to).
+_ORDER = [*_BINARIES, *_NODE_BINARIES]
 
 
 # The clone this harness belongs to: its identity is where its code lives, not the cwd.
@@ -78,7 +84,8 @@ def load_state() -> dict[str, Any] | None:
 
 def _ours(name: str, pid: int) -> bool:
     argv = pid_cmdline(pid)
-    return bool(argv) and _BINARIES.get(name, name) in argv[0] and pid_alive(pid)
+    binary = {**_BINARIES, **_NODE_BINARIES}.get(name, name)
+    return bool(argv) and binary in argv[0] and pid_alive(pid)
 
 
 def process_status(state: dict[str, Any]) -> dict[str, bool]:
@@ -89,7 +96,8 @@ def is_up(state: dict[str, Any] | None) -> bool:
     if not state:
         return False
     status = process_status(state)
-    return set(status) == set(_BINARIES) and all(status.values())
+    expected = set(_BINARIES) | (set(_NODE_BINARIES) if state.get("real_node_workdir") else set())
+    return set(status) == expected and all(status.values())
 
 
 def exports(state: dict[str, Any]) -> str:
@@ -98,10 +106,14 @@ def exports(state: dict[str, Any]) -> str:
     )
 
 
-def cmd_up(_: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace) -> int:
     state = load_state()
+    real_node = bool(getattr(args, "real_node", False))
     if is_up(state):
         assert state is not None
+        if real_node and not state.get("real_node_workdir"):
+            print("local cluster already up without the real node; `down` first", file=sys.stderr)
+            return 1
         print("local cluster already up", file=sys.stderr)
         sys.stdout.write(exports(state))
         return 0
@@ -110,7 +122,7 @@ def cmd_up(_: argparse.Namespace) -> int:
         cmd_down(argparse.Namespace())
     workdir = run_dir()
     workdir.mkdir(parents=True, exist_ok=True)
-    cluster = LocalCluster(workdir / "cluster", detached=True)
+    cluster = LocalCluster(workdir / "cluster", detached=True, real_node=real_node)
     redis = RedisServer(workdir / "redis", detached=True)
     try:
         cluster.start()
@@ -120,6 +132,8 @@ def cmd_up(_: argparse.Namespace) -> int:
         cluster.stop()
         raise
     pids = cluster.pids()
+    if cluster.real_node is not None:
+        cluster.real_node.claim_for_pid(pids["containerd"])
     assert redis.pid is not None
     pids["redis-server"] = redis.pid
     new_state = {
@@ -157,6 +171,10 @@ def cmd_down(_: argparse.Namespace) -> int:
         if _ours(name, int(pid)):
             print(f"stopping {name} (pid {pid})", file=sys.stderr)
             terminate_pid_group(int(pid))
+    if node_workdir := state.get("real_node_workdir"):
+        print("removing the real node's containers, mounts, bridge and rules", file=sys.stderr)
+        cleanup_leftovers(Path(node_workdir))
+        release_stale_claim(Path(node_workdir))
     state_path().unlink(missing_ok=True)
     print("local cluster down", file=sys.stderr)
     return 0
@@ -198,7 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         ("status", cmd_status, "show whether it is up (exit 0 if up)"),
         ("env", cmd_env, "print the shell exports for the running cluster"),
     ):
-        sub.add_parser(name, help=help_).set_defaults(fn=fn)
+        command = sub.add_parser(name, help=help_)
+        command.set_defaults(fn=fn)
+        if name == "up":
+            command.add_argument(
+                "--real-node",
+                action="store_true",
+                help="also a real node (kubelet + containerd) for real pods; see "
+                "docs/contributing.md",
+            )
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -14,9 +14,11 @@ Services work through kube-proxy's iptables rules; there is no cluster DNS. One 
 machine at a time (the bridge, the node's iptables rules and kube-proxy's chains are
 machine-wide): a second one waits for the first to stop.
 
-Everything lives under ``workdir`` (containerd root/state/socket, kubelet root, pod logs,
-CNI IPAM); ``stop()`` kills the kubelet, kube-proxy, every container and its shim, unmounts
-what they mounted under ``workdir`` and removes the bridge and the iptables rules.
+Everything lives under ``workdir`` (containerd root/state, pod logs, CNI IPAM, logs) and
+under ``short_dir(workdir)`` (sockets, runc state, kubelet root: unix socket paths must be
+short); ``stop()`` kills the kubelet, kube-proxy, every container and its shim, unmounts what
+they mounted there and removes the bridge and the iptables rules (kube-proxy's, the kubelet's,
+ours). A node whose test process was SIGKILLed is cleaned up the same way by the next one.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class RealNode:
         self.name = cfg.NODE_NAME
         self.processes: list[ManagedProcess] = []
         self.logs_dir = self.workdir / "logs"
-        self.socket = self.workdir / "containerd" / "containerd.sock"
+        self.socket = short_dir(self.workdir) / "containerd.sock"
         self.startup_seconds: float | None = None
         self._claim: IO[str] | None = None
         # True from claiming the machine until stop(): a node that never got the claim (another
@@ -179,9 +181,8 @@ class RealNode:
     # -- daemons -----------------------------------------------------------------------------
 
     def _start_containerd(self) -> None:
-        base = self.socket.parent
-        if len(str(self.socket)) > 100:  # unix socket paths are limited to 108 bytes
-            raise NodeStartError(f"real node workdir path too long for a socket: {self.socket}")
+        base = self.workdir / "containerd"
+        self.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         cni_conf_dir = base / "cni"
         cni_conf_dir.mkdir(parents=True, exist_ok=True)
         conflist = cfg.cni_conflist(base / "ipam")
@@ -189,7 +190,12 @@ class RealNode:
         config = base / "config.toml"
         config.write_text(
             cfg.containerd_config(
-                base / "root", base / "state", self.socket, cni_conf_dir, TESTBIN_IMAGE
+                base / "root",
+                base / "state",
+                self.socket,
+                short_dir(self.workdir) / "runc",
+                cni_conf_dir,
+                TESTBIN_IMAGE,
             )
         )
         proc = self._spawn("containerd", ["containerd", "--config", config, "--log-level", "warn"])
@@ -221,7 +227,7 @@ class RealNode:
                 tools.kubelet,
                 f"--config={kdir / 'config.yaml'}",
                 f"--kubeconfig={self.kubeconfig}",
-                f"--root-dir={kdir / 'root'}",
+                f"--root-dir={short_dir(self.workdir) / 'kubelet'}",
                 f"--cert-dir={kdir / 'pki'}",
                 f"--hostname-override={self.name}",
                 f"--node-ip={cfg.NODE_IP}",
@@ -307,6 +313,18 @@ class RealNode:
         self._claim = None
 
 
+def release_stale_claim(workdir: Path) -> None:
+    """Empties the machine's claim if it names the node in `workdir` (after `down`)."""
+    claim_path = cache_dir() / "real-node.claim"
+    with contextlib.suppress(OSError), open(claim_path, "a+") as claim:
+        fcntl.flock(claim, fcntl.LOCK_EX)
+        claim.seek(0)
+        with contextlib.suppress(ValueError):
+            if json.loads(claim.read() or "{}").get("workdir") == str(Path(workdir).resolve()):
+                claim.seek(0)
+                claim.truncate()
+
+
 def _claim_alive(owner: dict[str, Any]) -> bool:
     pid = owner.get("pid")
     return isinstance(pid, int) and pid != os.getpid() and pid_alive(pid)
@@ -354,14 +372,14 @@ def cleanup_leftovers(workdir: Path) -> None:
     kube-proxy's chains, mounts under workdir, the bridge, our FORWARD rule, the kubelet's
     /var/log/containers links. Idempotent; the daemons must be stopped first."""
     workdir = Path(workdir).resolve()
-    socket = workdir / "containerd" / "containerd.sock"
+    socket = short_dir(workdir) / "containerd.sock"
     for pid in _shim_pids(socket):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
     for pid in _shim_pids(socket):
         wait_for(lambda pid=pid: not pid_alive(pid), 10, f"shim {pid} gone")
     _kill_container_processes(workdir)
-    for mount in _mounts_under(workdir):
+    for mount in _mounts_under(workdir) + _mounts_under(short_dir(workdir)):
         subprocess.run(["umount", "-l", mount], capture_output=True)
     _remove_container_cgroups(workdir / "containerd" / "state")
     tools = _node_tools_if_built()
@@ -374,6 +392,10 @@ def cleanup_leftovers(workdir: Path) -> None:
     ):
         pass
     subprocess.run(["ip", "link", "del", cfg.BRIDGE], capture_output=True)
+    if _mounts_under(short_dir(workdir)):  # never delete through a mount into someone's files
+        log.error("real node: mounts left under %s; not removing it", short_dir(workdir))
+    else:
+        shutil.rmtree(short_dir(workdir), ignore_errors=True)
     logs = Path("/var/log/containers")
     if logs.is_dir():
         for link in logs.iterdir():
@@ -397,6 +419,14 @@ def _remove_kubelet_chains() -> None:
             for chain in KUBELET_CHAINS:
                 subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
                 subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
+
+
+def short_dir(workdir: Path) -> Path:
+    """What of the node in workdir lives under a short path, one per workdir: containerd's
+    socket, runc's state and the kubelet's root (both make unix sockets, whose paths have at
+    most 107 bytes; pytest's tmp paths are longer)."""
+    digest = hashlib.sha256(str(Path(workdir).resolve()).encode()).hexdigest()[:10]
+    return Path("/var/lib") / f"bullflow-node-{digest}"
 
 
 def _shim_pids(socket: Path) -> list[int]:

@@ -49,7 +49,9 @@ def real_node_placement() -> dict[str, Any]:
     }
 
 
-def containerd_config(root: Path, state: Path, socket: Path, cni_conf_dir: Path, pause: str) -> str:
+def containerd_config(
+    root: Path, state: Path, socket: Path, runc_root: Path, cni_conf_dir: Path, pause: str
+) -> str:
     """containerd 1.6 config (version 2) with everything under our own directories."""
     return f"""version = 2
 root = "{root}"
@@ -82,6 +84,8 @@ state = "{state}"
   # The machines have hybrid cgroups (v1 controllers + v2 unified): crun refuses, runc with
   # cgroupfs works.
   SystemdCgroup = false
+  # runc's container state: ours to remove after a killed shim, not /run/containerd/runc's.
+  Root = "{runc_root}"
 
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "/usr/lib/cni"

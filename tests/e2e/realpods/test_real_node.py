@@ -5,7 +5,9 @@ stop that leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from tests.harness.node import (
     RealNode,
     check_requirements,
     container_pids,
+    short_dir,
 )
 from tests.harness.process import pid_alive, wait_for
 
@@ -159,6 +162,40 @@ def test_missing_requirement_fails_fast_with_one_line(monkeypatch: pytest.Monkey
     assert "containerd (make apt-deps)" in message and "runc (make apt-deps)" in message
 
 
+def test_cli_up_with_real_node_then_down_leaves_nothing_behind(
+    real_node: RealNode, tmp_path: Path
+) -> None:
+    """`python -m tests.harness up --real-node` / `down` (what `make cluster-up REAL_NODE=1`
+    runs): the node's daemons outlive `up`, and `down` removes them and what they made."""
+    real_node.stop()  # one real node per machine: the session's steps aside meanwhile
+    env = {**os.environ, "BULLFLOW_RUN_DIR": str(tmp_path / "run")}
+    harness = [sys.executable, "-m", "tests.harness"]
+    node_pids: dict[str, int] = {}
+    try:
+        try:
+            up = _run([*harness, "up", "--real-node"], env)
+            assert up.returncode == 0, up.stderr
+            state = json.loads((tmp_path / "run" / "state.json").read_text())
+            node_pids = {
+                name: state["pids"][name] for name in ("containerd", "kubelet", "kube-proxy")
+            }
+            assert all(pid_alive(pid) for pid in node_pids.values())
+            status = _run([*harness, "status"], env)
+            assert status.returncode == 0 and "kubelet" in status.stdout
+        finally:
+            down = _run([*harness, "down"], env)
+        assert down.returncode == 0, down.stderr
+        assert not [name for name, pid in node_pids.items() if pid_alive(pid)]
+        assert f" {state['real_node_workdir']}/" not in Path("/proc/self/mountinfo").read_text()
+        assert subprocess.run(["ip", "link", "show", cfg.BRIDGE], capture_output=True).returncode
+    finally:
+        real_node.start()
+
+
+def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_stop_leaves_nothing_behind_and_the_node_starts_again(
     kubectl: Kubectl, namespace: str, local_cluster: LocalCluster, real_node: RealNode
 ) -> None:
@@ -178,6 +215,7 @@ def test_stop_leaves_nothing_behind_and_the_node_starts_again(
     assert not list(Path("/sys/fs/cgroup").glob("*/k8s.io/*/cgroup.procs"))
     mounts = Path("/proc/self/mountinfo").read_text()
     assert f" {real_node.workdir}/" not in mounts
+    assert not short_dir(real_node.workdir).exists()  # sockets, runc state, kubelet root
     assert subprocess.run(["ip", "link", "show", cfg.BRIDGE], capture_output=True).returncode
     assert subprocess.run(
         ["iptables", "-C", *cfg.FORWARD_DROP_RULE], capture_output=True
