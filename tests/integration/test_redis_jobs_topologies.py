@@ -276,3 +276,42 @@ async def test_client_list_looks_on_every_master_not_only_the_seeds(redis_cluste
     finally:
         worker.close()
         await conn.close()
+
+
+async def test_every_operation_follows_a_sentinel_failover(fresh_redis_sentinel):
+    """SENTINEL FAILOVER between calls: each client is still connected to the old master, a
+    replica now; each next call reaches the new one (redis-py's Sentinel pool reconnects on
+    READONLY, the identity check on a master that is not one any more)."""
+    from bullflow.storage.redis_identity import Change, classify_change
+
+    sentinel = fresh_redis_sentinel
+    prefix = new_prefix()
+    conns = [BullRedis(sentinel.url) for _ in range(5)]
+    try:
+        token, _ = await submit(conns[0], prefix)
+        jobs = plan(SPEC, token)
+        before = [await c.identity(prefix) for c in conns]
+        old, new = await asyncio.to_thread(sentinel.failover)
+        assert old.port != new.port
+        snapshots, marking, stopping, submitting, identifying = conns
+        # For a moment both may say role:master (the sentinels demote the old one after the
+        # promotion): the check, once a second in the tracker, sees the change on a next look.
+        after = await identifying.identity(prefix)
+        for _ in range(100):
+            if after.run_id != before[4].run_id:
+                break
+            await asyncio.sleep(0.1)
+            after = await identifying.identity(prefix)
+        assert classify_change(before[4], after) is Change.FAILOVER
+        await marking.update_marker(prefix, token, owner=("uid-9", "flow-9"))
+        assert '"uid": "uid-9"' in await marking.client.get(marker_key(prefix, token))
+        scripts = RetryScripts(stopping, prefix)
+        decide = stop_child("s", jobs[1], scripts)
+        assert isinstance(await transact(stopping, prefix, token, jobs, decide), Writes)
+        other, own = await submit(submitting, prefix)
+        assert own is not None
+        assert await states(snapshots, prefix, plan(SPEC, other)) == FRESH_STATES
+        assert await snapshots.identity(prefix) == after
+    finally:
+        for conn in conns:
+            await conn.close()

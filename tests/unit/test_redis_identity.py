@@ -47,3 +47,8 @@ def test_identity_from_info_takes_run_id_and_replication_ids():
     assert ServerIdentity.from_info("h:1", info) == ServerIdentity(
         "h:1", "r", OLD_REPLID, NO_REPLID
     )
+
+
+def test_the_empty_replication_id_redis_py_parsed_as_a_number_is_no_id():
+    info = {"run_id": "r", "master_replid": OLD_REPLID, "master_replid2": 0}
+    assert ServerIdentity.from_info("h:1", info).replid2 == NO_REPLID

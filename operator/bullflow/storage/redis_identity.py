@@ -22,6 +22,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+# Redis's replication id when there was no previous one.
+NO_REPLID = "0" * 40
+
 
 @dataclass(frozen=True)
 class ServerIdentity:
@@ -36,9 +39,15 @@ class ServerIdentity:
         return cls(
             address=address,
             run_id=str(info.get("run_id", "")),
-            replid=str(info.get("master_replid", "")),
-            replid2=str(info.get("master_replid2", "")),
+            replid=_replid(info.get("master_replid")),
+            replid2=_replid(info.get("master_replid2")),
         )
+
+
+def _replid(value: Any) -> str:
+    """redis-py parses INFO's values: the all-zero id (none) arrives as the number 0."""
+    text = "" if value is None else str(value)
+    return NO_REPLID if text and not text.strip("0") else text
 
 
 class Change(enum.Enum):
@@ -54,10 +63,6 @@ class Change(enum.Enum):
     def reread(self) -> bool:
         """Should every flow of the connection be read again from Redis?"""
         return self is not Change.SAME
-
-
-# Redis's replication id when there was no previous one.
-NO_REPLID = "0" * 40
 
 
 def _same_lineage(before: ServerIdentity, after: ServerIdentity) -> bool:

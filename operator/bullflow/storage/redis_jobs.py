@@ -435,6 +435,11 @@ class BullRedis:
                 raise ReadOnlyError("the server that answered is no longer the master")
             return ServerIdentity.from_info(_address_of(client), info)
 
+        if self.topology == "sentinel":  # once more, through the sentinels (a Cluster's
+            try:  # router retries by itself)
+                return await self.on_data(prefix, read)
+            except ReadOnlyError:
+                pass
         return await self.on_data(prefix, read)
 
     async def client_names(self) -> set[str]:
