@@ -37,6 +37,7 @@ from .profile import summarize_profile
 from .resource_cost import resource_cost
 from .retry import retry
 from .submission import submission
+from .topologies import redis_topologies
 from .write_back import write_back
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +66,9 @@ SCENARIOS = {
     "faults": Scenario(faults, is_async=False, takes_smoke=True, profile="faults"),
     "retry": Scenario(retry, is_async=True, takes_smoke=False, profile="retry"),
     "cron": Scenario(cron, is_async=True, takes_smoke=False, profile="cron"),
+    "redis_topologies": Scenario(
+        redis_topologies, is_async=True, takes_smoke=False, profile="topo"
+    ),
 }
 ORDER = tuple(SCENARIOS)
 

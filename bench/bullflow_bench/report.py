@@ -19,6 +19,7 @@ TITLES = {
     "faults": "8. Faults",
     "retry": "9. Retry",
     "cron": "10. CronFlow",
+    "redis_topologies": "11. Redis topologies",
 }
 
 
