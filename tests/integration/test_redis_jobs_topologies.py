@@ -315,3 +315,43 @@ async def test_every_operation_follows_a_sentinel_failover(fresh_redis_sentinel)
     finally:
         for conn in conns:
             await conn.close()
+
+
+async def test_a_killed_cluster_master_is_redis_unavailable_until_its_replica_takes_over(
+    fresh_redis_cluster,
+):
+    """kill -9 of the slot's master: every call fails with one of REDIS_ERRORS (what the
+    controllers report as RedisUnavailable and retry) until the replica is promoted; then the
+    same client works again, with the data the replica had."""
+    from bullflow.storage.redis_identity import Change, classify_change
+    from bullflow.storage.redis_jobs import REDIS_ERRORS
+
+    cluster = fresh_redis_cluster
+    prefix = new_prefix()
+    conn = BullRedis(cluster.url, timeout=1.0)
+    try:
+        token, _ = await submit(conn, prefix)
+        jobs = plan(SPEC, token)
+        # Replication is asynchronous: the replica must have the flow before its master dies.
+        master = cluster.master_for(prefix)
+        assert command(master.port, cluster.password, "WAIT", 1, 10000) == 1
+        before = await conn.identity(prefix)
+        cluster.kill_master(prefix)
+        failures: list[BaseException] = []
+        read: list[str] | None = None
+        for _ in range(120):
+            try:
+                read = await states(conn, prefix, jobs)
+                break
+            except Exception as err:  # what the controllers would see
+                failures.append(err)
+                await asyncio.sleep(0.5)
+        assert read == FRESH_STATES, failures[-3:]
+        assert all(isinstance(f, REDIS_ERRORS) for f in failures), failures
+        _, own = await submit(conn, prefix)
+        assert own is not None
+        assert classify_change(before, await conn.identity(prefix)) is Change.FAILOVER
+        names = await conn.client_names()  # every live master answers
+        assert names
+    finally:
+        await conn.close()
