@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -373,11 +376,7 @@ def cleanup_leftovers(workdir: Path) -> None:
     /var/log/containers links. Idempotent; the daemons must be stopped first."""
     workdir = Path(workdir).resolve()
     socket = short_dir(workdir) / "containerd.sock"
-    for pid in _shim_pids(socket):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 9)
-    for pid in _shim_pids(socket):
-        wait_for(lambda pid=pid: not pid_alive(pid), 10, f"shim {pid} gone")
+    _kill_and_wait(_shim_pids(socket), "shim")
     _kill_container_processes(workdir)
     for mount in _mounts_under(workdir) + _mounts_under(short_dir(workdir)):
         subprocess.run(["umount", "-l", mount], capture_output=True)
@@ -452,12 +451,20 @@ def container_pids(workdir: Path) -> set[int]:
 
 
 def _kill_container_processes(workdir: Path) -> None:
-    pids = container_pids(workdir)
+    _kill_and_wait(container_pids(workdir), "container process")
+
+
+def _kill_and_wait(pids: Iterable[int], what: str) -> None:
+    pids = list(pids)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, 9)
+            os.kill(pid, signal.SIGKILL)
     for pid in pids:
-        wait_for(lambda pid=pid: not pid_alive(pid), 10, f"container process {pid} gone")
+        wait_for(functools.partial(_gone, pid), 10, f"{what} {pid} gone")
+
+
+def _gone(pid: int) -> bool:
+    return not pid_alive(pid)
 
 
 def _container_ids(state: Path) -> list[str]:

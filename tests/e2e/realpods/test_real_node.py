@@ -74,7 +74,7 @@ def test_node_ready_with_its_own_address_label_and_taint(
 ) -> None:
     from kubernetes import client
 
-    core = client.CoreV1Api(kube_client)
+    core: Any = client.CoreV1Api(kube_client)
     node = core.read_node(cfg.NODE_NAME)
     assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
     addresses = {a.type: a.address for a in node.status.addresses}
