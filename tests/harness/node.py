@@ -345,7 +345,7 @@ def check_requirements() -> None:
         "cgroup filesystem at /sys/fs/cgroup": Path("/sys/fs/cgroup").is_dir(),
         "bridge links (ip link add type bridge)": _can_create_link("type", "bridge"),
         "veth pairs (ip link add type veth)": _can_create_link(
-            "type", "veth", "peer", "name", "bfprobe1"
+            "type", "veth", "peer", "name", f"bfpeer{os.getpid()}"
         ),
     }
     if executables["iptables"]:
@@ -360,7 +360,7 @@ def check_requirements() -> None:
 def _can_create_link(*kind: str) -> bool:
     if not shutil.which("ip"):
         return True  # reported as a missing executable instead
-    probe = "bfprobe0"
+    probe = f"bfprobe{os.getpid()}"  # two sessions may probe at once; names have <= 15 bytes
     subprocess.run(["ip", "link", "del", probe], capture_output=True)
     ok = subprocess.run(["ip", "link", "add", probe, *kind], capture_output=True).returncode == 0
     subprocess.run(["ip", "link", "del", probe], capture_output=True)
