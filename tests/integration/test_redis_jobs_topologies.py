@@ -23,6 +23,7 @@ from bullmq import Queue
 from bullflow.models.flow import FlowSpec
 from bullflow.models.marker import SubmissionMarker
 from bullflow.services.flowtree import PlannedJob, plan, to_flowproducer
+from bullflow.services.worker_deployment import activity_key
 from bullflow.storage.queues import QueueReader, queues_without_workers
 from bullflow.storage.redis_jobs import BullRedis, events_key, marker_key
 from bullflow.storage.redis_retry import RetryScripts, StoredOperations, Writes, transact
@@ -91,8 +92,11 @@ async def test_submission_is_atomic_with_its_marker_once_and_reads_back(conn: Bu
     again = await conn.submit(prefix, to_flowproducer(SPEC, token), token, marker(token))
     assert again is None  # the marker says it was done: nothing added twice
     assert await states(conn, prefix, jobs) == FRESH_STATES
-    counts = await QueueReader(conn).counts(prefix, "tb")
+    reader = QueueReader(conn)
+    counts = await reader.counts(prefix, "tb")
     assert (counts.waiting, counts.prioritized) == (1, 1)
+    await conn.client.set(activity_key(prefix, "ns", "pod-a"), "2")
+    assert await reader.activity(prefix, "ns", ["pod-a", "pod-b"]) == {"pod-a": 2, "pod-b": None}
 
 
 async def test_events_of_the_flow_are_read_from_its_streams(conn: BullRedis):
@@ -108,6 +112,18 @@ async def test_events_of_the_flow_are_read_from_its_streams(conn: BullRedis):
     await Queue("tb", {"connection": conn.client, "prefix": prefix}).add("later", {})
     later = await conn.read_events({stream: own[stream]}, 1000)
     assert [e.fields.get("event") for e in later] == ["added", "waiting"]
+
+
+async def test_one_read_follows_the_streams_of_several_prefixes(conn: BullRedis):
+    """The tracker reads every stream of a connection at once; on a Cluster two prefixes'
+    streams are in two slots (each read on its own), elsewhere in one XREAD."""
+    prefixes = [new_prefix(), new_prefix()]
+    tokens = [(await submit(conn, p))[0] for p in prefixes]
+    streams = {events_key(p, q): "0-0" for p in prefixes for q in ("ta", "tb")}
+    read = await conn.read_events(streams, 100)
+    for prefix, token in zip(prefixes, tokens, strict=True):
+        ours = {e.stream for e in read if token in e.fields.get("jobId", "")}
+        assert ours == {events_key(prefix, "ta"), events_key(prefix, "tb")}
 
 
 async def test_remove_update_marker_and_identity(conn: BullRedis):
