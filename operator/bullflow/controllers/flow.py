@@ -102,9 +102,7 @@ class FlowController:
             self._finished(body, spec, status, token)
             return
         try:
-            conn = await self.pool.resolve(ref.namespace, spec.connection)
-            if refusal := cluster_prefix_refusal(conn.topology, spec.prefix):
-                raise ConnectionUnresolved(CLUSTER_PREFIX_NOT_HASH_TAGGED, refusal)
+            conn = await self._connection(ref.namespace, spec)
         except ConnectionUnresolved as err:
             await self.statuses.not_ready(ref, status, generation, err.reason, err.message)
             raise kopf.TemporaryError(err.message, delay=self.backoff(retry)) from err
@@ -142,6 +140,14 @@ class FlowController:
             )
         )
         self._keep_finalizer(body, spec, status)
+
+    async def _connection(self, namespace: str, spec: FlowSpec) -> BullRedis:
+        """The flow's Redis; a prefix a Redis Cluster cannot take is refused like a connection
+        that does not resolve: reported, never submitted."""
+        conn = await self.pool.resolve(namespace, spec.connection)
+        if refusal := cluster_prefix_refusal(conn.topology, spec.prefix):
+            raise ConnectionUnresolved(CLUSTER_PREFIX_NOT_HASH_TAGGED, refusal)
+        return conn
 
     def _finished(self, body: Any, spec: FlowSpec, status: FlowStatus, token: str) -> None:
         self.tracker.untrack(token)
