@@ -13,14 +13,14 @@ from .. import metrics
 from ..config import Settings
 from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus
-from ..redaction import scrub
 from ..services.cluster_prefix import CLUSTER_PREFIX_NOT_HASH_TAGGED, cluster_prefix_refusal
 from ..services.flowstatus import FINISHED_PHASES
 from ..services.flowtree import PlannedJob, flow_token, plan, structural_errors
+from ..services.redis_failure import REDIS_UNAVAILABLE, classify_redis_failure
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis, SubmissionRejected
 from .bookkeeping import AfterSubmit, Bookkeeper
-from .connections import ConnectionUnresolved, RedisPool, redacted_url
+from .connections import ConnectionUnresolved, RedisPool
 from .flow_cleanup import FlowCleanup, TtlTimers, flow_ref, status_of
 from .flow_operations import FlowContext, FlowOperations
 from .flow_status import FlowStatusWriter
@@ -120,7 +120,7 @@ class FlowController:
             self.ttl.cancel(ref.uid)
         own_events: dict[str, str] | None = None
         if not status.submitted_at:
-            submitted = await self._submit_once(body, spec, status, conn, jobs, token)
+            submitted = await self._submit_once(body, spec, status, conn, jobs, token, retry)
             if submitted is None:
                 return  # adopted, rejected, or waiting for Redis
             status, own_events = submitted
@@ -167,7 +167,7 @@ class FlowController:
             return status
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("operation").inc()
-            message = f"Redis at {redacted_url(ctx.conn.url)} is unreachable: {scrub(str(err))}"
+            message = classify_redis_failure(err, ctx.conn.url).message
             self.redis_wait.add(ctx.conn, body)
             if pending:
                 await self.operations.wait_for_redis(ctx.ref, body, status, ctx.generation, message)
@@ -185,6 +185,7 @@ class FlowController:
         conn: BullRedis,
         jobs: list[PlannedJob],
         token: str,
+        retry: int,
     ) -> tuple[FlowStatus, dict[str, str] | None] | None:
         """Submit the jobs (once: see FlowSubmitter). Returns the Submitted status and the
         submission's own events to track, or None when there is nothing to track: an earlier
@@ -210,7 +211,13 @@ class FlowController:
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("submit").inc()
             metrics.SUBMISSIONS.labels("error").inc()
-            message = f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}"
+            failure = classify_redis_failure(err, conn.url)
+            message = failure.message
+            if failure.reason != REDIS_UNAVAILABLE:
+                # A wrong password or master name: this URL will never answer, so no RedisWait;
+                # kopf's retry resolves the Secret again and so picks up its fix.
+                await self.statuses.not_ready(ref, status, generation, failure.reason, message)
+                raise kopf.TemporaryError(message, delay=self.backoff(retry)) from err
             log.warning(
                 "flow %s/%s waits for Redis to be submitted: %s",
                 ref.namespace,
@@ -219,7 +226,7 @@ class FlowController:
                 extra=about(ref.namespace, ref.name),
             )
             self.redis_wait.add(conn, body)
-            await self.statuses.not_ready(ref, status, generation, "RedisUnavailable", message)
+            await self.statuses.not_ready(ref, status, generation, REDIS_UNAVAILABLE, message)
             return None
 
     async def _valid_spec(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import astuple, replace
 
 from redis.exceptions import RedisError
 
@@ -32,6 +32,7 @@ from ..services.flowstatus import (
     rejected,
 )
 from ..services.no_workers import waiting_queues, workers_conditions
+from ..services.redis_failure import classify_redis_failure
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error, is_too_large
 from ..storage.redis_jobs import REDIS_ERRORS
 from .connections import redacted_url
@@ -138,9 +139,11 @@ class FlowStatusWriter:
     ) -> Outcome:
         """The jobs could not be read: say so in the Ready condition, and retry."""
         metrics.REDIS_ERRORS.labels("read").inc()
-        reason = "RedisUnavailable" if isinstance(err, REDIS_ERRORS) else "RedisError"
-        verb = "is unreachable" if reason == "RedisUnavailable" else "refused a read"
-        message = f"Redis at {redacted_url(flow.conn.url)} {verb}: {scrub(str(err))}"
+        if isinstance(err, REDIS_ERRORS):
+            reason, message = astuple(classify_redis_failure(err, flow.conn.url))
+        else:
+            reason = "RedisError"
+            message = f"Redis at {redacted_url(flow.conn.url)} refused a read: {scrub(str(err))}"
         desired = not_ready(written, flow.generation, reason, message)
         if not self._still_tracked(flow):
             return Outcome.GONE

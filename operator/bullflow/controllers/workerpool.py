@@ -25,9 +25,10 @@ from ..cancellation import raise_if_cancelling
 from ..config import Settings
 from ..logs import about
 from ..models.workerpool import Backlog, WorkerPoolSpec
-from ..redaction import describe_error, scrub
+from ..redaction import describe_error
 from ..services.cluster_prefix import CLUSTER_PREFIX_NOT_HASH_TAGGED, cluster_prefix_refusal
 from ..services.conditions import now_rfc3339
+from ..services.redis_failure import classify_redis_failure
 from ..services.scaling import Stabilizer
 from ..services.worker_deployment import scale_target
 from ..services.workerpool_decision import Observed, Turn, Unavailable, decide_turn
@@ -35,7 +36,7 @@ from ..storage.kube import KubeApi, ObjectRef
 from ..storage.kube_apps import KubeApps
 from ..storage.queues import QueueReader
 from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
-from .connections import ConnectionUnresolved, RedisPool, redacted_url
+from .connections import ConnectionUnresolved, RedisPool
 from .flow import format_validation_error
 from .workerpool_events import NewWorkWatch
 from .workerpool_secret import DefaultSecrets, ManagedSecretConflict
@@ -236,8 +237,8 @@ class WorkerPoolController:
             per_queue = {q: await reader.counts(spec.prefix, q) for q in spec.queues}
         except REDIS_ERRORS as err:
             metrics.REDIS_ERRORS.labels("backlog").inc()
-            message = f"Redis at {redacted_url(conn.url)} is unreachable: {scrub(str(err))}"
-            return replace(seen, unavailable=Unavailable("RedisUnavailable", message))
+            failure = classify_redis_failure(err, conn.url)
+            return replace(seen, unavailable=Unavailable(failure.reason, failure.message))
         redis = metrics.redis_label(conn.url)
         metrics.QUEUES.export(
             state.ref.uid, {(redis, spec.prefix, q): b.model_dump() for q, b in per_queue.items()}
