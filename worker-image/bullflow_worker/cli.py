@@ -205,11 +205,22 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
     return args, settings
 
 
+def _lighter_log_records() -> None:
+    """Skip the LogRecord fields no formatter of ours prints (logs.py: no file, line, thread or
+    process): the logging docs' "Optimization" switches. The worker logs one line per job,
+    so each record's cost is a per-job cost."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, settings = parse_settings(argv)
         setup_logging(args.log_format, args.log_level)
         processor = load_processor(settings.processor_spec)
+        _lighter_log_records()
         return asyncio.run(WorkerApp(settings, processor).run())
     except WorkerError as exc:
         logging.shutdown()

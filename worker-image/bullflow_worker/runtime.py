@@ -195,12 +195,16 @@ class WorkerApp:
         return run
 
     def _attach_events(self, queue: str, worker: Worker) -> None:
+        # The queue's counters, looked up once: `labels()` on every job is a per-job cost.
+        completed_total = self.metrics.completed.labels(queue)
+        failed_total = self.metrics.failed.labels(queue)
+
         def completed(job: Any, _result: Any = None, *_: Any) -> None:
-            self.metrics.completed.labels(queue).inc()
+            completed_total.inc()
             log.info("job completed", extra=self._job_fields(queue, job))
 
         def failed(job: Any, err: Any = None, *_: Any) -> None:
-            self.metrics.failed.labels(queue).inc()
+            failed_total.inc()
             fields = self._job_fields(queue, job)
             fields["error"] = f"{type(err).__name__}: {err}"
             log.warning("job failed", extra=fields)
