@@ -371,3 +371,42 @@ async def test_a_killed_cluster_master_is_redis_unavailable_until_its_replica_ta
         assert names
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("case", ["no seed answers", "wrong password"])
+async def test_a_cluster_that_cannot_be_used_fails_every_call_with_redis_errors(
+    redis_cluster, case: str
+):
+    """What the controllers report (RedisUnavailable, RedisAuthFailed) instead of crashing:
+    redis-py's RedisCluster wraps both in RedisClusterException when it cannot initialize."""
+    from bullflow.storage.redis_jobs import REDIS_ERRORS
+    from tests.harness.process import free_port
+
+    if case == "no seed answers":
+        url = f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    else:
+        url = redis_cluster.url_with_password("not-the-password")
+    conn = BullRedis(url, timeout=1.0)
+    prefix = new_prefix()
+    calls = {
+        "submit": lambda: submit(conn, prefix),
+        "snapshots": lambda: conn.snapshots(prefix, plan(SPEC, "t")),
+        "marker": lambda: conn.marker(prefix, "t"),
+        "identity": lambda: conn.identity(prefix),
+        "client_names": conn.client_names,
+        "events": lambda: conn.read_events({events_key(prefix, "q"): "0-0"}, 10),
+        "counts": lambda: QueueReader(conn).counts(prefix, "q"),
+    }
+    try:
+        for name, call in calls.items():
+            with pytest.raises(REDIS_ERRORS) as raised:
+                await call()
+            said = str(raised.value).lower()
+            if case == "wrong password":
+                assert any(w in said for w in ("auth", "wrongpass", "username-password")), (
+                    name,
+                    said,
+                )
+            assert "not-the-password" not in said
+    finally:
+        await conn.close()

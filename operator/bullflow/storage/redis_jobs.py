@@ -24,7 +24,7 @@ from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
     ReadOnlyError,
-    SlotNotCoveredError,
+    RedisClusterException,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -47,8 +47,11 @@ T = TypeVar("T")
 # Redis could not be reached or did not answer in time; redis-py wraps socket errors in its own
 # ConnectionError, the builtin ones cover what escapes it (asyncio timeouts, resets mid-read).
 # Not OSError at large: a file or TLS-configuration error is not "Redis unreachable". On a
-# Cluster also: no master for the slot yet (an election), or a slot still moving after the
-# retries of redis_nodes.SlotRouter. (Sentinel's MasterNotFoundError is a ConnectionError.)
+# Cluster also: no master for the slot yet (an election), a slot still moving after the
+# retries of redis_nodes.SlotRouter, and RedisClusterException: what redis-py raises when no
+# seed node answers or accepts the credentials (at startup, or after losing every node), the
+# ConnectionError or AuthenticationError as its cause. (Sentinel's MasterNotFoundError is a
+# ConnectionError.)
 REDIS_ERRORS = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -57,7 +60,7 @@ REDIS_ERRORS = (
     ClusterDownError,
     TryAgainError,
     AskError,
-    SlotNotCoveredError,
+    RedisClusterException,  # SlotNotCoveredError is one
 )
 MARKER_PREFIX = "bullflow:flow"
 # Flows submitted together share one MULTI/EXEC up to this many jobs (a bigger flow goes alone):

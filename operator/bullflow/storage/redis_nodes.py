@@ -26,6 +26,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import (
     AskError,
+    AuthenticationError,
+    AuthorizationError,
     ClusterDownError,
     ReadOnlyError,
     SlotNotCoveredError,
@@ -52,6 +54,8 @@ SLOT_ERRORS = (
     ConnectionError,
     TimeoutError,
 )
+# ConnectionErrors that no other node answers differently: a wrong password or user.
+NOT_SLOT_ERRORS = (AuthenticationError, AuthorizationError)
 # A Cluster promotes a replica after its node timeout (seconds): the retries span a few.
 SLOT_ATTEMPTS = 6
 SLOT_RETRY_BASE_SECONDS = 0.1
@@ -112,6 +116,8 @@ class SlotRouter:
             client = await self.client(key)
             try:
                 return await operation(client)
+            except NOT_SLOT_ERRORS:
+                raise
             except SLOT_ERRORS:
                 if attempt == SLOT_ATTEMPTS - 1:
                     raise
