@@ -268,7 +268,10 @@ class WorkerPoolController:
         scale = await self.workloads.rescale(ref, plan, seen.scale, activity)
         ready = scale.ready_replicas if scale is not None else 0
         export_replicas(ref, current=plan.desired, desired=plan.desired, ready=ready)
-        await state.report.write(turn.reported(ready), force=turn.force_status)
+        problem = None
+        if scale is not None and ready < plan.desired:
+            problem = await self.workloads.pod_problem(ref.namespace, scale.selector)
+        await state.report.write(turn.reported(ready, problem), force=turn.force_status)
 
 
 def failure_backoff(failures: int) -> float:

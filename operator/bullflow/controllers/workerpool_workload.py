@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from ..logs import about
+from ..services.pod_problems import PodProblem, pod_problem
 from ..services.scaling import deletion_costs
 from ..services.worker_deployment import ScaleState, deployment_name
 from ..services.workerpool_decision import Applied, DeploymentApply, Rescale
@@ -60,6 +63,18 @@ class Workloads:
             )
             await self.kube.event(ref, "Normal", *plan.event)
         return scale
+
+    async def pod_problem(self, namespace: str, selector: str) -> PodProblem | None:
+        """Why the workload's pods are not ready, if a container is stuck (an image that
+        cannot be pulled, a crash loop); None when they are just starting or cannot be read."""
+        if not selector:
+            return None
+        try:
+            pods = await self.apps.pods(namespace, selector)
+        except ApiException as err:
+            log.debug("pods of %s in %s unreadable: %s", selector, namespace, err.reason)
+            return None
+        return pod_problem([w for p in pods if not p.deleting for w in p.waiting])
 
     async def _apply(self, ref: ObjectRef, plan: DeploymentApply) -> ScaleState | None:
         await self.apps.apply_deployment(plan.body)

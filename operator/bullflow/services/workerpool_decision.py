@@ -14,6 +14,7 @@ from typing import Any
 
 from ..models.workerpool import Backlog, WorkerPoolSpec, WorkerPoolStatus
 from .conditions import set_condition
+from .pod_problems import PodProblem
 from .scaling import Stabilizer, decide, fallback
 from .worker_deployment import (
     ManagedSecret,
@@ -115,22 +116,21 @@ class Turn:
     wall: str  # the time the turn was decided at (RFC 3339)
     rescale: Rescale | None = None
 
-    def reported(self, ready_replicas: int) -> WorkerPoolStatus:
-        """The status after the rescale: replicas, readiness and the Ready condition."""
+    def reported(self, ready_replicas: int, problem: PodProblem | None = None) -> WorkerPoolStatus:
+        """The status after the rescale: replicas, readiness and the Ready condition, whose
+        reason is the pods' `problem` (e.g. ErrImageNeverPull) when they are not ready."""
         assert self.rescale is not None
         desired = self.rescale.desired
         ready = ready_replicas >= desired
         status = self.status.model_copy(deep=True)
         status.replicas = desired
         status.ready_replicas = ready_replicas
+        reason = "ReplicasReady" if ready else "ReplicasNotReady"
+        message = f"{ready_replicas}/{desired} replicas ready"
+        if not ready and problem is not None:
+            reason, message = problem.reason, f"{message}; {problem.message}"
         status.conditions = set_condition(
-            status.conditions,
-            "Ready",
-            ready,
-            "ReplicasReady" if ready else "ReplicasNotReady",
-            f"{ready_replicas}/{desired} replicas ready",
-            self.rescale.generation,
-            self.wall,
+            status.conditions, "Ready", ready, reason, message, self.rescale.generation, self.wall
         )
         return status
 

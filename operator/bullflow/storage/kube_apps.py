@@ -10,6 +10,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..services.connection_secret import SecretState
+from ..services.pod_problems import ContainerWaiting
 from ..services.worker_deployment import ScaleState
 from .kube import KubeApi
 
@@ -22,6 +23,7 @@ class PodInfo:
     name: str
     deleting: bool
     deletion_cost: str | None
+    waiting: tuple[ContainerWaiting, ...] = ()
 
 
 class KubeApps:
@@ -80,6 +82,7 @@ class KubeApps:
                 name=p.metadata.name,
                 deleting=p.metadata.deletion_timestamp is not None,
                 deletion_cost=(p.metadata.annotations or {}).get(DELETION_COST),
+                waiting=_waiting(p),
             )
             for p in listed.items
         ]
@@ -124,3 +127,14 @@ class KubeApps:
             {**body, "metadata": {**meta, "resourceVersion": resource_version}},
         )
         return str(replaced.metadata.resource_version)
+
+
+def _waiting(pod: Any) -> tuple[ContainerWaiting, ...]:
+    statuses = (pod.status and pod.status.container_statuses) or []
+    return tuple(
+        ContainerWaiting(
+            pod.metadata.name, s.name, s.state.waiting.reason or "", s.state.waiting.message or ""
+        )
+        for s in statuses
+        if s.state and s.state.waiting
+    )
