@@ -44,10 +44,14 @@ class RedisServer:
         detached: bool = False,
         binary: str = REDIS_SERVER,
         password: str | None = None,
+        also_bind: tuple[str, ...] = (),
     ) -> None:
-        """`password`: started with --requirepass; `url` then carries it."""
+        """`password`: started with --requirepass; `url` then carries it. `also_bind`: more
+        addresses to listen on besides 127.0.0.1 (the real node's pods reach Redis at its
+        bridge address); `url_at(address)` names one."""
         self.workdir = Path(workdir).resolve()
         self.password = password
+        self.also_bind = also_bind
         self.port = port or free_port()
         self.detached = detached
         self.binary = binary
@@ -55,8 +59,11 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, address: str) -> str:
         auth = f":{self.password}@" if self.password is not None else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://{auth}{address}:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -99,6 +106,7 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
+                *self.also_bind,
                 "--save",
                 "",
                 "--appendonly",
