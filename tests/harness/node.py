@@ -53,6 +53,7 @@ TESTBIN_IMAGE = "localhost/bullflow-testbin:dev"
 TESTBIN_ENTRYPOINT = "/testbin"
 NEEDED_EXECUTABLES = ("containerd", "ctr", "runc", "iptables", "ip", "go")
 NEEDED_CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
+CLAIM_WAIT_SECONDS = 480
 
 
 class NodeStartError(RuntimeError):
@@ -266,7 +267,9 @@ class RealNode:
         is cleaned up by the next one."""
         claim_path = cache_dir() / "real-node.claim"
         claim_path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + 900
+        # Under pytest's 600 s timeout, so a session kept waiting fails with this message.
+        deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+        next_note = 0.0
         while True:
             claim = open(claim_path, "a+")  # noqa: SIM115 - held until _release_machine
             fcntl.flock(claim, fcntl.LOCK_EX)
@@ -289,8 +292,13 @@ class RealNode:
             fcntl.flock(claim, fcntl.LOCK_UN)
             claim.close()
             if time.monotonic() > deadline:
-                raise NodeStartError(f"another real node still runs (pid {owner.get('pid')})")
-            log.warning("waiting for the real node of pid %s to stop", owner.get("pid"))
+                raise NodeStartError(
+                    f"real node busy: another one (pid {owner.get('pid')}, {owner.get('workdir')}) "
+                    f"still runs after {CLAIM_WAIT_SECONDS}s; one real node per machine"
+                )
+            if time.monotonic() >= next_note:
+                log.warning("waiting for the real node of pid %s to stop", owner.get("pid"))
+                next_note = time.monotonic() + 30
             time.sleep(2)
 
     def _release_machine(self) -> None:
