@@ -38,6 +38,7 @@ from .resource_cost import resource_cost
 from .retry import retry
 from .submission import submission
 from .topologies import redis_topologies
+from .worker_throughput import worker_throughput
 from .write_back import write_back
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,9 @@ SCENARIOS = {
     "cron": Scenario(cron, is_async=True, takes_smoke=False, profile="cron"),
     "redis_topologies": Scenario(
         redis_topologies, is_async=True, takes_smoke=False, profile="topo"
+    ),
+    "worker_throughput": Scenario(
+        worker_throughput, is_async=True, takes_smoke=True, profile="throughput"
     ),
 }
 ORDER = tuple(SCENARIOS)

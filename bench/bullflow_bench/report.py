@@ -20,6 +20,7 @@ TITLES = {
     "retry": "9. Retry",
     "cron": "10. CronFlow",
     "redis_topologies": "11. Redis topologies",
+    "worker_throughput": "12. Worker throughput",
 }
 
 
