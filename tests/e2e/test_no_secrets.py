@@ -109,8 +109,8 @@ def test_no_password_in_logs_events_objects_or_metrics(
         flows.apply(bad)
         flows.wait_for(
             "bad-auth",
-            lambda f: flow_result_condition(f).get("reason") == "RedisUnavailable",
-            "RedisUnavailable",
+            lambda f: flow_result_condition(f).get("reason") == "RedisAuthFailed",
+            "RedisAuthFailed",
             30,
         )
 
@@ -147,7 +147,7 @@ def test_no_password_in_logs_events_objects_or_metrics(
         pools.wait_status(
             "bad-pool",
             lambda s: (
-                condition(s, "ScalingActive").get("reason") == "RedisUnavailable"
+                condition(s, "ScalingActive").get("reason") == "RedisAuthFailed"
                 and s.get("replicas") == 2
             ),
             "fallback replicas on the wrong password",
@@ -219,12 +219,14 @@ def test_no_password_in_logs_events_objects_or_metrics(
 
     # The search had something to search: the failures were reported, with the Redis named.
     shown = f"redis://127.0.0.1:{redis.port} is unreachable"
+    refused = f"redis://127.0.0.1:{redis.port} refused the credentials"
     events = json.loads(said["Events"])["items"]
-    assert any("RedisUnavailable" in e["message"] for e in events), "\n".join(
+    assert any("RedisAuthFailed" in e["message"] for e in events), "\n".join(
         f"{e['type']} {e['reason']}: {e['message']}" for e in events
     )
-    assert shown in said["objects"]  # conditions of bad-auth, bad-pool, during-outage
-    assert shown in said["operator log"]  # kopf's retries of bad-auth and during-outage
+    assert refused in said["objects"]  # conditions of bad-auth, bad-pool
+    assert refused in said["operator log"]  # kopf's retries of bad-auth
+    assert shown in said["operator log"]  # during-outage waiting for Redis
     assert "bullflow_workerpool_replicas" in metrics_text
 
     # The default URL reaches the workers through the operator's Secret, owned by the pool.
