@@ -99,10 +99,13 @@ for name in "${NAMES[@]}"; do
   if [[ -f $tar_path && $(cat "$tar_path.inputs-hash" 2>/dev/null) == "$hash" ]]; then
     continue
   fi
-  rm -f "$tar_path" "$tar_path.inputs-hash"
-  # podman reads the same storage as buildah; -m keeps both tags in one docker-archive.
-  podman save --quiet -m --format docker-archive -o "$tar_path.tmp" "$repo:$version" "$repo:dev"
-  mv "$tar_path.tmp" "$tar_path"
+  rm -f "$tar_path.inputs-hash"
+  # podman reads the same storage as buildah; -m keeps both tags in one docker-archive. Written
+  # aside and renamed, so a concurrent run (another clone, a test's fixture) never reads half.
+  partial=$(mktemp "$tar_path.XXXXXX")
+  podman save --quiet -m --format docker-archive -o "$partial" "$repo:$version" "$repo:dev"
+  chmod 0644 "$partial"
+  mv "$partial" "$tar_path"
   echo "$hash" >"$tar_path.inputs-hash"
   echo "[images] exported $tar_path"
 done
