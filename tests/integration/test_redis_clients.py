@@ -25,21 +25,14 @@ SENTINEL_PASSWORD = "sentinel-pw"
 TIMEOUTS = {"socket_timeout": 3.0, "socket_connect_timeout": 3.0}
 
 
-@pytest.fixture(scope="module")
-def sentinel_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelTopology]:
+@pytest.fixture
+def odd_password_sentinel(tmp_path: Path) -> Iterator[RedisSentinelTopology]:
+    """Its own (the failover test changes the master), with a password that needs encoding."""
     topology = RedisSentinelTopology(
-        tmp_path_factory.mktemp("sentinel"),
-        password=DATA_PASSWORD,
-        sentinel_password=SENTINEL_PASSWORD,
+        tmp_path / "sentinel", password=DATA_PASSWORD, sentinel_password=SENTINEL_PASSWORD
     )
     with topology:
         yield topology
-
-
-@pytest.fixture(scope="module")
-def cluster_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterTopology]:
-    with RedisClusterTopology(tmp_path_factory.mktemp("cluster"), password=DATA_PASSWORD) as c:
-        yield c
 
 
 async def test_standalone_with_password_and_db(tmp_path: Path) -> None:
@@ -69,9 +62,12 @@ def role(port: int) -> str:
         direct.close()
 
 
-async def test_sentinel_master_follows_a_failover(sentinel_setup: RedisSentinelTopology) -> None:
+async def test_sentinel_master_follows_a_failover(
+    odd_password_sentinel: RedisSentinelTopology,
+) -> None:
+    sentinel_setup = odd_password_sentinel
     address = parse_redis_address(sentinel_setup.url_for(db=2))
-    assert address.sentinel_password == SENTINEL_PASSWORD
+    assert (address.password, address.sentinel_password) == (DATA_PASSWORD, SENTINEL_PASSWORD)
     client = async_client(address, decode_responses=True, **TIMEOUTS)
     try:
         await client.set("sentinel-key", "before")
@@ -95,8 +91,8 @@ async def test_sentinel_master_follows_a_failover(sentinel_setup: RedisSentinelT
         await client.aclose()
 
 
-def test_sentinel_sync_client(sentinel_setup: RedisSentinelTopology) -> None:
-    client = sync_client(parse_redis_address(sentinel_setup.url), decode_responses=True)
+def test_sentinel_sync_client(redis_sentinel: RedisSentinelTopology) -> None:
+    client = sync_client(parse_redis_address(redis_sentinel.url), decode_responses=True)
     try:
         client.set("sync-sentinel-key", "1")
         assert client.get("sync-sentinel-key") == "1"
@@ -105,8 +101,9 @@ def test_sentinel_sync_client(sentinel_setup: RedisSentinelTopology) -> None:
 
 
 async def test_sentinel_unknown_master_and_wrong_passwords(
-    sentinel_setup: RedisSentinelTopology,
+    redis_sentinel: RedisSentinelTopology,
 ) -> None:
+    sentinel_setup = redis_sentinel
     unknown = async_client(
         parse_redis_address(sentinel_setup.url_for(master_name="nosuchmaster")), **TIMEOUTS
     )
@@ -127,8 +124,8 @@ async def test_sentinel_unknown_master_and_wrong_passwords(
     await blind.aclose()
 
 
-async def test_cluster_spreads_keys_over_masters(cluster_setup: RedisClusterTopology) -> None:
-    address = parse_redis_address(cluster_setup.url)
+async def test_cluster_spreads_keys_over_masters(redis_cluster: RedisClusterTopology) -> None:
+    address = parse_redis_address(redis_cluster.url)
     client = async_client(address, decode_responses=True, **TIMEOUTS)
     try:
         assert isinstance(client, redis.asyncio.cluster.RedisCluster)
@@ -136,22 +133,24 @@ async def test_cluster_spreads_keys_over_masters(cluster_setup: RedisClusterTopo
         for key in keys:
             await client.set(key, key.upper())
         assert [await client.get(k) for k in keys] == [k.upper() for k in keys]
-        owners = {cluster_setup.master_for(k).port for k in keys}
+        owners = {redis_cluster.master_for(k).port for k in keys}
         assert len(owners) == 3  # the client found every master from the seeds
         # A hash-tagged prefix keeps a flow's keys on one slot: a multi-key command works.
-        await client.mset({"{bull}:a": "1", "{bull}:b": "2"})
-        assert await client.mget("{bull}:a", "{bull}:b") == ["1", "2"]
+        await client.mset({"{clients-test}:a": "1", "{clients-test}:b": "2"})
+        assert await client.mget("{clients-test}:a", "{clients-test}:b") == ["1", "2"]
     finally:
         await client.aclose()
     blocking = sync_client(address, decode_responses=True)
     try:
         assert blocking.get("cluster-key-7") == "CLUSTER-KEY-7"
     finally:
+        for key in [*keys, "{clients-test}:a", "{clients-test}:b"]:  # a shared cluster
+            blocking.delete(key)
         blocking.close()
 
 
-async def test_cluster_wrong_password(cluster_setup: RedisClusterTopology) -> None:
-    url = cluster_setup.url_with_password("not-the-password")
+async def test_cluster_wrong_password(redis_cluster: RedisClusterTopology) -> None:
+    url = redis_cluster.url_with_password("not-the-password")
     client = async_client(parse_redis_address(url), **TIMEOUTS)
     with pytest.raises((AuthenticationError, redis.exceptions.RedisClusterException)):
         await client.ping()
