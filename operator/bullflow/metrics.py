@@ -12,7 +12,10 @@ from urllib.parse import urlparse
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from bullflow_worker.redis_address import RedisAddressError, parse_redis_address
+
 from . import __version__
+from .redaction import redacted_url
 
 FLOWS_BY_PHASE = Gauge("bullflow_flows", "Flows known to this operator, by phase", ["phase"])
 SUBMISSIONS = Counter("bullflow_flow_submissions_total", "Flow submissions to Redis", ["result"])
@@ -147,7 +150,14 @@ def flow_duration_seconds(submitted_at: str | None, finished_at: str | None) -> 
 
 
 def redis_label(url: str) -> str:
-    """A Redis server as a label value: scheme://host:port/db, never credentials."""
+    """A Redis server as a label value: scheme://host:port/db, never credentials. Sentinel and
+    Cluster URLs name every host they list (and the Sentinel master), like conditions do."""
+    if "+" in url.partition("://")[0]:
+        try:
+            db = parse_redis_address(url).db
+        except RedisAddressError:
+            return "unparsable"
+        return f"{redacted_url(url)}/{db}"
     try:
         parsed = urlparse(url)
         host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")

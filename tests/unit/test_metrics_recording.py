@@ -128,6 +128,14 @@ def test_redis_label_has_no_credentials():
     assert "s3cret" not in redis_label("redis://:s3cret@[::1")
 
 
+def test_redis_label_of_sentinel_and_cluster_urls_names_hosts_not_credentials():
+    sentinel = "redis+sentinel://:pw1@s1:26379,s2/mymaster/2?sentinelPassword=pw2"
+    assert redis_label(sentinel) == "redis+sentinel://s1:26379,s2:26379/mymaster/2"
+    cluster = "rediss+cluster://u:pw3@n1:7000,[::1]:7001"
+    assert redis_label(cluster) == "rediss+cluster://n1:7000,[::1]:7001/0"
+    assert redis_label("redis+cluster://:pw4@n1/3") == "unparsable"  # a Cluster has no db 3
+
+
 def queue_series(redis: str, prefix: str, queue: str) -> dict[str, float]:
     out = {}
     for state in metrics.QUEUE_STATES.values():
