@@ -71,7 +71,15 @@ function connect(url) {
   const parsed = topologyOptions(url);
   if (parsed === null) return new IORedis(url, { maxRetriesPerRequest: null });
   if (parsed.topology === "cluster") {
-    return new IORedis.Cluster(parsed.nodes, { redisOptions: parsed.redisOptions });
+    return new IORedis.Cluster(parsed.nodes, {
+      redisOptions: parsed.redisOptions,
+      // A master failover leaves its slots without a master for a few seconds (failure
+      // detection + election). ioredis's defaults give up after 16 retries 100 ms apart and
+      // fail the command, so a job finishing then would be failed by BullMQ: wait it out.
+      retryDelayOnFailover: 300,
+      retryDelayOnClusterDown: 300,
+      maxRedirections: 200,
+    });
   }
   return new IORedis(parsed.options);
 }
