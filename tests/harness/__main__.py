@@ -22,6 +22,7 @@ from typing import Any
 
 from tests.harness.cluster import LocalCluster
 from tests.harness.node import cleanup_leftovers, release_stale_claim
+from tests.harness.node_config import NODE_IP
 from tests.harness.process import pid_alive, pid_cmdline, terminate_pid_group
 from tests.harness.redis import RedisServer
 from tests.harness.tools import cache_dir
@@ -123,7 +124,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     workdir = run_dir()
     workdir.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(workdir / "cluster", detached=True, real_node=real_node)
-    redis = RedisServer(workdir / "redis", detached=True)
+    # With the real node, Redis also listens on the node's bridge address: its pods' Redis.
+    also_bind = (NODE_IP,) if real_node else ()
+    redis = RedisServer(workdir / "redis", detached=True, also_bind=also_bind)
     try:
         cluster.start()
         redis.start()
