@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal as signals
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,6 +98,23 @@ class RedisNode:
         if self.proc is not None:
             self.proc.stop()
         wait_for(lambda: not port_open(self.port), 10, f"{self.name} port {self.port} closed")
+
+
+def cluster_node_port() -> int:
+    """A free port whose cluster bus port (port + 10000, Redis's default) is free too. The
+    default bus port, not --cluster-port: `redis-cli --cluster create` sometimes never saw the
+    nodes join with explicit bus ports (it waited out its timeout)."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair (port, port + 10000) for a cluster node")
 
 
 def _data_flags(port: int, workdir: Path) -> list[str]:
@@ -251,7 +269,7 @@ class RedisClusterTopology(_Topology):
         self.replicas_per_master = replicas_per_master
         self.nodes = []
         for i in range(masters * (1 + replicas_per_master)):
-            port = free_port()
+            port = cluster_node_port()
             node_dir = self.workdir / f"node-{port}"
             flags = [
                 *_data_flags(port, node_dir),
@@ -259,9 +277,6 @@ class RedisClusterTopology(_Topology):
                 "yes",
                 "--cluster-config-file",
                 str(node_dir / "nodes.conf"),
-                # The bus port defaults to port + 10000, past 65535 for a high free port.
-                "--cluster-port",
-                str(free_port()),
                 "--cluster-node-timeout",
                 str(node_timeout_ms),
                 # A replica whose master is gone fails over however long it lost contact.
