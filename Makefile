@@ -62,7 +62,7 @@ test-integration: bootstrap images ## Run the integration tests (real Redis + co
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: bootstrap ## Run the end-to-end tests (operator + real workers)
+test-e2e: bootstrap images ## Run the end-to-end tests (operator + real workers; the real-pod ones need the images)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 .PHONY: test-stress
