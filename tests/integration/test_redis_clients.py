@@ -4,6 +4,7 @@ reached from its topology URL alone."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import AuthenticationError
 
 from bullflow_worker.redis_address import parse_redis_address
-from bullflow_worker.redis_clients import async_client, sync_client
+from bullflow_worker.redis_clients import MasterFailingOver, async_client, sync_client
 from tests.harness.process import wait_for
 from tests.harness.redis import RedisServer
 from tests.harness.redis_topologies import RedisClusterTopology, RedisSentinelTopology
@@ -91,6 +92,36 @@ async def test_sentinel_master_follows_a_failover(
         await client.aclose()
 
 
+async def test_a_master_killed_reads_failing_over_until_the_promotion(
+    fresh_redis_sentinel: RedisSentinelTopology,
+) -> None:
+    """Between the sentinels marking the killed master down and their promotion of the replica,
+    the master is not found: MasterFailingOver (the operator waits for it a second at a time),
+    never a bare MasterNotFoundError (the operator's sign of a wrong master name)."""
+    sentinel_setup = fresh_redis_sentinel
+    client = async_client(parse_redis_address(sentinel_setup.url), **TIMEOUTS)
+    pool = client.connection_pool
+    try:
+        old = sentinel_setup.kill_master()
+        failing_over = 0
+        new_port = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while new_port is None and loop.time() < deadline:
+            try:
+                _host, port = await pool.get_master_address()
+                if port != old.port:
+                    new_port = port
+            except MasterFailingOver:
+                failing_over += 1
+            await asyncio.sleep(0.05)
+        assert new_port is not None, "the sentinels promoted no replica within 60 s"
+        assert failing_over > 0, "the master was never reported as failing over"
+        await client.set("after-failover", "1")  # and the client follows the promotion
+    finally:
+        await client.aclose()
+
+
 def test_sentinel_sync_client(redis_sentinel: RedisSentinelTopology) -> None:
     client = sync_client(parse_redis_address(redis_sentinel.url), decode_responses=True)
     try:
@@ -107,8 +138,9 @@ async def test_sentinel_unknown_master_and_wrong_passwords(
     unknown = async_client(
         parse_redis_address(sentinel_setup.url_for(master_name="nosuchmaster")), **TIMEOUTS
     )
-    with pytest.raises(MasterNotFoundError):
+    with pytest.raises(MasterNotFoundError) as unknown_name:
         await unknown.ping()
+    assert not isinstance(unknown_name.value, MasterFailingOver)  # a mistake, not a wait
     await unknown.aclose()
     wrong = async_client(
         parse_redis_address(sentinel_setup.url_for(password="not-the-password")), **TIMEOUTS

@@ -17,6 +17,7 @@ from bullflow.services.redis_failure import (
     REDIS_UNAVAILABLE,
     classify_redis_failure,
 )
+from bullflow_worker.redis_clients import MasterFailingOver
 
 pytestmark = pytest.mark.unit
 
@@ -52,10 +53,16 @@ def test_unknown_master_name_names_the_master_and_the_sentinels(master_not_found
     )
     assert failure.reason == REDIS_MASTER_NOT_FOUND
     assert failure.message == (
-        "no sentinel at s1:26379,s2:26380 reports a master named 'mymaster' that is up: check the "
-        "master name, the path of redis+sentinel://host:26379/<master> (during a failover this "
-        "lasts only seconds)"
+        "no sentinel at s1:26379,s2:26380 watches a master named 'mymaster': check the "
+        "master name, the path of redis+sentinel://host:26379/<master>"
     )
+
+
+def test_a_watched_master_that_no_sentinel_reports_up_is_a_failover_to_wait_for():
+    failure = classify_redis_failure(MasterFailingOver("mymaster"), SENTINEL_URL)
+    assert failure.reason == REDIS_UNAVAILABLE
+    assert "a failover is under way" in failure.message
+    assert "s1:26379,s2:26380" in failure.message
 
 
 def test_sentinels_refusing_their_password_is_an_auth_failure():

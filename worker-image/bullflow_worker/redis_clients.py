@@ -7,6 +7,7 @@ the data connections; the socket_* ones also the sentinels'.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis
@@ -57,6 +58,57 @@ class _FollowingSSLConnection(redis.sentinel.SentinelManagedSSLConnection):
         return super()._connect()
 
 
+class MasterFailingOver(
+    redis.sentinel.MasterNotFoundError, redis.asyncio.sentinel.MasterNotFoundError
+):
+    """The sentinels watch a master of that name, but none reports it up: a failover is under
+    way (or the master and its replicas are down). Unlike a name no sentinel knows, a mistake
+    in the URL, waiting fixes this, so callers treat it as Redis being unavailable."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no sentinel reports the master {name!r} up, though they watch it: "
+            "a failover is under way, or the master and its replicas are down"
+        )
+
+
+_SENTINEL_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class _AsyncSentinel(redis.asyncio.sentinel.Sentinel):
+    async def discover_master(self, service_name: str) -> Any:
+        try:
+            return await super().discover_master(service_name)
+        except redis.asyncio.sentinel.MasterNotFoundError as err:
+            if await self._watches(service_name):
+                raise MasterFailingOver(service_name) from err
+            raise
+
+    async def _watches(self, service_name: str) -> bool:
+        for sentinel in self.sentinels:
+            with contextlib.suppress(*_SENTINEL_DOWN):
+                if service_name in await sentinel.sentinel_masters():
+                    return True
+        return False
+
+
+class _Sentinel(redis.sentinel.Sentinel):
+    def discover_master(self, service_name: str) -> Any:
+        try:
+            return super().discover_master(service_name)
+        except redis.sentinel.MasterNotFoundError as err:
+            if self._watches(service_name):
+                raise MasterFailingOver(service_name) from err
+            raise
+
+    def _watches(self, service_name: str) -> bool:
+        for sentinel in self.sentinels:
+            with contextlib.suppress(*_SENTINEL_DOWN):
+                if service_name in sentinel.sentinel_masters():
+                    return True
+        return False
+
+
 def _tls_kwargs(address: RedisAddress) -> dict[str, Any]:
     return {"ssl": True, **dict(address.tls_options)} if address.tls else {}
 
@@ -99,7 +151,7 @@ def async_client(address: RedisAddress, **redis_kwargs: Any) -> AsyncRedisClient
     if address.topology == "sentinel":
         assert address.master_name is not None
         redis_kwargs.setdefault("retry", _default_retry(blocking=False))
-        sentinel = redis.asyncio.sentinel.Sentinel(
+        sentinel = _AsyncSentinel(
             list(address.nodes),
             sentinel_kwargs=sentinel_kwargs(address, redis_kwargs),
             **data_kwargs(address, redis_kwargs),
@@ -119,7 +171,7 @@ def sync_client(address: RedisAddress, **redis_kwargs: Any) -> SyncRedisClient:
     if address.topology == "sentinel":
         assert address.master_name is not None
         redis_kwargs.setdefault("retry", _default_retry(blocking=True))
-        sentinel = redis.sentinel.Sentinel(
+        sentinel = _Sentinel(
             list(address.nodes),
             sentinel_kwargs=sentinel_kwargs(address, redis_kwargs),
             **data_kwargs(address, redis_kwargs),

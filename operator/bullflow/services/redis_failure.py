@@ -7,9 +7,10 @@ waiting never fixes. They get reasons of their own:
 - `RedisAuthFailed`: a data node (or, through Sentinel, the sentinels) refused the credentials.
   redis-py raises AuthenticationError (a ConnectionError) for a data node; a sentinel's refusal
   ends inside MasterNotFoundError's list of what each sentinel said.
-- `RedisMasterNotFound`: the sentinels answer but none reports a master of that name that is up.
-  A wrong name looks the same as the seconds of a failover before a replica is promoted, so the
-  message names both.
+- `RedisMasterNotFound`: the sentinels answer but none watches a master of that name. A known
+  name that no sentinel reports up (the seconds of a failover before a replica is promoted)
+  is MasterFailingOver, a wait: `RedisUnavailable`, so the Flow waits in RedisWait and goes
+  on within a second of the promotion instead of kopf's growing backoff.
 - `RedisUnavailable`: anything else (nobody answers, timeouts).
 """
 
@@ -23,6 +24,7 @@ import redis.sentinel
 from redis.exceptions import AuthenticationError, RedisClusterException
 
 from bullflow_worker.redis_address import RedisAddressError, parse_redis_address
+from bullflow_worker.redis_clients import MasterFailingOver
 
 from ..redaction import redacted_url, scrub
 
@@ -74,6 +76,8 @@ def classify_redis_failure(err: BaseException, url: str) -> RedisFailure:
     detail = scrub(str(err))
     where = redacted_url(url)
     sentinels, master_name = _sentinel_hosts(url)
+    if isinstance(err, MasterFailingOver):
+        return RedisFailure(REDIS_UNAVAILABLE, f"{detail} (sentinels at {sentinels})")
     if isinstance(err, MASTER_NOT_FOUND_ERRORS) and master_name is not None:
         said = scrub(_what_sentinels_said(err))
         if _auth_refused(said):
@@ -83,12 +87,11 @@ def classify_redis_failure(err: BaseException, url: str) -> RedisFailure:
                 "sentinelPassword in the URL's query; a Sentinel that shares the Redis password "
                 f"needs it there too): {said}",
             )
-        if not said:  # every sentinel answered; none knows such a master, up
+        if not said:  # every sentinel answered; none watches such a master
             return RedisFailure(
                 REDIS_MASTER_NOT_FOUND,
-                f"no sentinel at {sentinels} reports a master named {master_name!r} that is "
-                "up: check the master name, the path of redis+sentinel://host:26379/<master>"
-                " (during a failover this lasts only seconds)",
+                f"no sentinel at {sentinels} watches a master named {master_name!r}: check the "
+                "master name, the path of redis+sentinel://host:26379/<master>",
             )
         return RedisFailure(
             REDIS_UNAVAILABLE, f"no sentinel at {sentinels} gave the master's address: {said}"
