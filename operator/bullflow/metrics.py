@@ -154,10 +154,10 @@ def redis_label(url: str) -> str:
     Cluster URLs name every host they list (and the Sentinel master), like conditions do."""
     if "+" in url.partition("://")[0]:
         try:
-            db = parse_redis_address(url).db
+            database = parse_redis_address(url).db
         except RedisAddressError:
             return "unparsable"
-        return f"{redacted_url(url)}/{db}"
+        return f"{redacted_url(url)}/{database}"
     try:
         parsed = urlparse(url)
         host = f"{parsed.hostname}:{parsed.port}" if parsed.port else (parsed.hostname or "")
