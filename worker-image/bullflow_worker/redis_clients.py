@@ -18,7 +18,7 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.retry
 import redis.sentinel
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from bullflow_worker.redis_address import RedisAddress
 
@@ -134,6 +134,16 @@ def _default_retry(blocking: bool) -> redis.retry.Retry | redis.asyncio.retry.Re
     return redis.retry.Retry(backoff, 10) if blocking else redis.asyncio.retry.Retry(backoff, 10)
 
 
+def _sentinel_retry(blocking: bool) -> redis.retry.Retry | redis.asyncio.retry.Retry:
+    """None: redis-py's default retries each sentinel call 3 times, 1 s to 10 s apart, on any
+    ConnectionError, AuthenticationError (a wrong sentinelPassword) included: asking three
+    sentinels then took minutes per master lookup. The lookup itself goes on to the next
+    sentinel, and the data connection's retry asks them all again."""
+    return (
+        redis.retry.Retry(NoBackoff(), 0) if blocking else redis.asyncio.retry.Retry(NoBackoff(), 0)
+    )
+
+
 def data_kwargs(address: RedisAddress, redis_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Connection arguments for the data nodes (a Sentinel's master, a Cluster's nodes)."""
     kwargs: dict[str, Any] = {"username": address.username, "password": address.password}
@@ -153,7 +163,10 @@ def async_client(address: RedisAddress, **redis_kwargs: Any) -> AsyncRedisClient
         redis_kwargs.setdefault("retry", _default_retry(blocking=False))
         sentinel = _AsyncSentinel(
             list(address.nodes),
-            sentinel_kwargs=sentinel_kwargs(address, redis_kwargs),
+            sentinel_kwargs={
+                **sentinel_kwargs(address, redis_kwargs),
+                "retry": _sentinel_retry(blocking=False),
+            },
             **data_kwargs(address, redis_kwargs),
         )
         following = _AsyncFollowingSSLConnection if address.tls else _AsyncFollowingConnection
@@ -173,7 +186,10 @@ def sync_client(address: RedisAddress, **redis_kwargs: Any) -> SyncRedisClient:
         redis_kwargs.setdefault("retry", _default_retry(blocking=True))
         sentinel = _Sentinel(
             list(address.nodes),
-            sentinel_kwargs=sentinel_kwargs(address, redis_kwargs),
+            sentinel_kwargs={
+                **sentinel_kwargs(address, redis_kwargs),
+                "retry": _sentinel_retry(blocking=True),
+            },
             **data_kwargs(address, redis_kwargs),
         )
         following = _FollowingSSLConnection if address.tls else _FollowingConnection
