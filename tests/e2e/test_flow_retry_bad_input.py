@@ -189,11 +189,18 @@ def test_retry_of_jobs_removed_from_redis_is_refused_and_changes_nothing(
     assert "1 job of the flow is no longer in Redis" in refused["message"]
     assert "0.1 (flaky)" in refused["message"] and "delete the Flow" in refused["message"]
     assert flow["status"]["phase"] == "Failed" and "retryCount" not in flow["status"]
-    events = client.CoreV1Api(kube_client).list_namespaced_event(namespace).items
-    warnings = [
-        e for e in events if e.involved_object.name == "gone-retry" and e.reason == "RetryRefused"
-    ]
-    assert warnings and warnings[0].type == "Warning" and "0.1 (flaky)" in warnings[0].message
+
+    def refusal_events() -> list[Any]:
+        # Events are posted after the status write (kopf sends them from a queue): poll.
+        events = client.CoreV1Api(kube_client).list_namespaced_event(namespace).items
+        return [
+            e
+            for e in events
+            if e.involved_object.name == "gone-retry" and e.reason == "RetryRefused"
+        ]
+
+    warnings = wait_for(refusal_events, 20, "the RetryRefused Event")
+    assert warnings[0].type == "Warning" and "0.1 (flaky)" in warnings[0].message
 
     bystander_completes(flows, workers, redis_prefix, "gone-bystander")
     assert redis_view(redis_server.url, redis_prefix, queues(tree), uid) == before

@@ -151,7 +151,9 @@ def test_operator_pod_is_ready_non_root_read_only_and_runs_a_flow_on_real_worker
     assert flow["status"]["phase"] == "Completed", flow["status"]
     assert flow["status"]["result"] == 0 + 1 + 2
 
-    [worker] = pods_of_pool(kubectl, namespace, "workers")
+    # The pool's one pod, running (a rollout of the pool's Deployment may have replaced the pod
+    # that ran the jobs: its successor has no container id until it starts).
+    [worker] = ready_pods(kubectl, namespace, "workers", 1)
     assert worker["spec"]["nodeName"] == cfg.NODE_NAME
     worker_status = worker["status"]["containerStatuses"][0]
     assert worker_status["containerID"].startswith("containerd://")
