@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -26,8 +24,8 @@ from bullmq import FlowProducer, Queue
 
 from bullflow_worker.redis_address import parse_redis_address
 from bullflow_worker.redis_clients import async_client
-from tests.harness.process import free_port
 from tests.harness.redis_topologies import RedisClusterTopology, RedisSentinelTopology
+from tests.integration.test_worker_runtime import WorkerProc, _wait
 
 pytestmark = pytest.mark.integration
 
@@ -50,17 +48,6 @@ async def held(job):
 """
 
 
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 async def _await(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -72,53 +59,16 @@ async def _await(predicate: Callable[[], Any], timeout: float, what: str) -> Any
         await asyncio.sleep(0.2)
 
 
-class WorkerProc:
-    def __init__(self, url: str, args: list[str], log_path: Path, env: dict[str, str]) -> None:
-        self.http_port = free_port()
-        self.log_path = log_path
-        cmd = [str(BIN), *args, "--http-port", str(self.http_port), "--log-format", "json"]
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "BULLFLOW_REDIS_URL": url, "PYTHONPATH": str(ROOT), **env},
-        )
-
-    def status(self, path: str) -> int:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=2) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-
-    def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.logs()}")
-        try:
-            return self.status("/readyz") == 200
-        except OSError:
-            return False
-
-    def logs(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log.close()
-
-
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
     procs: list[WorkerProc] = []
 
     def start(url: str, *args: str, env: dict[str, str] | None = None) -> WorkerProc:
-        w = WorkerProc(url, list(args), tmp_path / f"worker{len(procs)}.log", env or {})
+        # PYTHONPATH: the processors these tests load live in the repository (or tmp_path).
+        worker_env = {"PYTHONPATH": str(ROOT), **(env or {})}
+        w = WorkerProc(list(args), url, tmp_path / f"worker{len(procs)}.log", worker_env)
         procs.append(w)
-        _wait(w.ready, 60, "worker /readyz")
+        w.wait_ready(60)
         return w
 
     yield start
@@ -236,7 +186,7 @@ async def test_worker_runs_flows_and_drains(
 
         await _await(active, 30, "the held job active")
         held.proc.send_signal(signal.SIGTERM)
-        _wait(lambda: held.status("/readyz") == 503, 30, "/readyz to report draining")
+        _wait(lambda: held.get("/readyz")[0] == 503, 30, "/readyz to report draining")
         late = await queue.add("late", {"release": str(release)})
         assert held.proc.poll() is None, held.logs()
         release.write_text("go\n")
