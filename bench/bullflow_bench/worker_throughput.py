@@ -1,15 +1,14 @@
 """12. Worker throughput: `bullflow-worker` against a plain Python bullmq `Worker`, same Redis.
 
-Each run fills one fresh queue with `jobs` no-op jobs, then starts one worker process on it:
-either `bullflow-worker -p bullflow_worker.processors:echo` (as a WorkerPool runs it: text logs
-at info, one line per job, metrics, activity bookkeeping) or a plain Python bullmq Worker with
-the same echo processor (this module: `python -m bench.bullflow_bench.worker_throughput worker
-URL PREFIX QUEUE CONCURRENCY`). Throughput is jobs / (last `finishedOn` - first `processedOn`),
-the times bullmq itself writes into each job's hash (Redis-side ms), so process start-up and
-the filling are not counted. Lanes alternate, their order swapped every round; the ratio is
-bullflow / plain, per round, and the row shows the median. On a Redis Cluster (3 masters + 3
-replicas, tests/harness) both workers take a `RedisCluster` client from bullflow's factory and
-the prefix is hash-tagged.
+Each run fills one fresh queue with `jobs` no-op jobs, then starts one worker process on it: either
+`bullflow-worker -p bullflow_worker.processors:echo` (as a WorkerPool runs it: text logs at info, a
+summary line per queue every 30 s, metrics, activity bookkeeping) or a plain Python bullmq Worker
+with the same echo processor (this module: `python -m bench.bullflow_bench.worker_throughput worker
+URL PREFIX QUEUE CONCURRENCY`). Throughput is jobs / (last `finishedOn` - first `processedOn`), the
+times bullmq itself writes into each job's hash (Redis-side ms), so process start-up and the filling
+are not counted. Lanes alternate, their order swapped every round; the ratio is bullflow / plain,
+per round, and the row shows the median. On a Redis Cluster (3 masters + 3 replicas, tests/harness)
+both workers take a `RedisCluster` client from bullflow's factory and the prefix is hash-tagged.
 
 Standalone: `python -m bench.bullflow_bench.worker_throughput [--jobs N] [--rounds R]
 [--concurrency C ...] [--cluster] [--out FILE.json]` starts its own redis-server (and cluster),
@@ -33,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 LANES = ("bullflow", "python")
-# Not in the rows: bullflow-worker without its per-job info log lines, to see what they cost.
-EXTRA_LANES = ("bullflow-quiet",)
+# Not in the rows: bullflow-worker with a log line per job (--log-level debug), to see its cost.
+EXTRA_LANES = ("bullflow-debug",)
 WORKER_BIN = Path(sys.executable).with_name("bullflow-worker")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,11 +54,11 @@ class Target:
 
 def _worker_cmd(lane: str, target: Target, queue: str, concurrency: int) -> list[str]:
     if lane.startswith("bullflow"):
-        quiet = ["--log-level", "warning"] if lane == "bullflow-quiet" else []
+        level = ["--log-level", "debug"] if lane == "bullflow-debug" else []
         return [
             *(str(WORKER_BIN), "-q", queue, "-p", "bullflow_worker.processors:echo"),
             *("-c", str(concurrency), "--prefix", target.prefix, "--http-port", "0"),
-            *("--redis-url", target.url, *quiet),
+            *("--redis-url", target.url, *level),
         ]
     return [
         *(sys.executable, "-m", "bench.bullflow_bench.worker_throughput", "worker"),
@@ -236,12 +235,12 @@ def rows_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 NOTE = (
-    "bullflow-worker (bullflow_worker.processors:echo, text logs at info: one line per job, "
-    "metrics) against a plain Python bullmq 3.4.4 Worker with the same echo processor, one "
-    "process each, the same concurrency, on fresh queues of the same Redis, lanes alternating. "
-    "jobs/s = jobs / (last finishedOn - first processedOn), bullmq's own timestamps; CPU per job "
-    "= the worker process' user+sys CPU while it drains (its start-up excluded: the queue is "
-    "paused until it idles). The ratio is taken per round; the rows show medians."
+    "bullflow-worker (bullflow_worker.processors:echo, text logs at info: a summary line per queue"
+    " every 30 s; metrics) against a plain Python bullmq 3.4.4 Worker with the same echo "
+    "processor, one process each, the same concurrency, on fresh queues of the same Redis, lanes "
+    "alternating. jobs/s = jobs / (last finishedOn - first processedOn), bullmq's own timestamps; "
+    "CPU per job = the worker process' user+sys CPU while it drains (its start-up excluded: the "
+    "queue is paused until it idles). The ratio is taken per round; the rows show medians."
 )
 
 
@@ -313,7 +312,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, action="append")
     p.add_argument("--cluster", action="store_true", help="also on a Redis Cluster")
     p.add_argument(
-        "--quiet-lane", action="store_true", help="also bullflow-worker with --log-level warning"
+        "--debug-lane", action="store_true", help="also bullflow-worker with --log-level debug"
     )
     p.add_argument("--out", type=Path)
     return p.parse_args(argv)
@@ -324,7 +323,7 @@ def main(argv: list[str]) -> int:
     from tests.harness.redis_topologies import RedisClusterTopology
 
     args = _parse(argv)
-    lanes = LANES + (EXTRA_LANES if args.quiet_lane else ())
+    lanes = LANES + (EXTRA_LANES if args.debug_lane else ())
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         work = Path(tmp)

@@ -184,6 +184,14 @@ def test_no_password_in_logs_events_objects_or_metrics(
             "submitted after the outage",
             60,
         )
+        # The outage turned bad-pool's reason into RedisUnavailable; once Redis answers again the
+        # status tells the truth again: the password is wrong.
+        pools.wait_status(
+            "bad-pool",
+            lambda s: condition(s, "ScalingActive").get("reason") == "RedisAuthFailed",
+            "RedisAuthFailed again after the outage",
+            60,
+        )
         metrics_text = _get(f"http://127.0.0.1:{operator.metrics_port}/metrics")
     finally:
         operator.stop()

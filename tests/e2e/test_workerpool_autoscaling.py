@@ -275,7 +275,13 @@ def test_scale_down_removes_idle_workers_first(
             "steer",
             ["mixed"],
             redis_prefix,
-            worker={"processor": PROCESSOR, "concurrency": 1, "terminationGracePeriodSeconds": 60},
+            worker={
+                "processor": PROCESSOR,
+                "concurrency": 1,
+                "terminationGracePeriodSeconds": 60,
+                # each completed job is a log line at debug: the survivor's log names its job
+                "args": ["--log-level", "debug"],
+            },
             scaling={
                 "minReplicas": 0,
                 "maxReplicas": 3,

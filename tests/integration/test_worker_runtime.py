@@ -176,7 +176,14 @@ async def test_echo_jobs_complete_and_metrics(start_worker: Any, queues: Any) ->
     name = _qname("echo")
     q = queues(name)
     w = start_worker(
-        "--queue", name, "--processor", "bullflow_worker.processors:echo", "--concurrency", "4"
+        "--queue",
+        name,
+        "--processor",
+        "bullflow_worker.processors:echo",
+        "--concurrency",
+        "4",
+        "--log-level",
+        "debug",
     )
     jobs = [await q.add("echo", {"n": i, "s": "x" * i}) for i in range(5)]
     for job in jobs:
@@ -198,10 +205,45 @@ async def test_echo_jobs_complete_and_metrics(start_worker: Any, queues: Any) ->
     status, body = w.get("/active")
     assert status == 200
     assert json.loads(body) == {"active": 0, "queues": {name: 0}, "draining": False}
-    # structured logs: every line is JSON; completions are logged with the job id
+    # structured logs: every line is JSON; at debug each completion is logged with the job id
     lines = [json.loads(line) for line in w.logs().splitlines() if line.strip()]
     completed = [x for x in lines if x["message"] == "job completed"]
     assert {x["job_id"] for x in completed} == {j.id for j in jobs}
+
+
+async def test_info_logs_a_summary_per_queue_not_a_line_per_job(
+    start_worker: Any, queues: Any
+) -> None:
+    ok, bad = _qname("sum-ok"), _qname("sum-bad")
+    w = start_worker(
+        "--queue",
+        ok,
+        "--queue",
+        bad,
+        "--processor",
+        "bullflow_worker.processors:scripted",
+        "--summary-interval",
+        "0.5",
+    )
+    good_jobs = [await queues(ok).add("x", {"i": i}) for i in range(7)]
+    bad_job = await queues(bad).add("x", {"fail": "bad on purpose"})
+    for job in good_jobs:
+        assert await _wait_state(queues(ok), job.id, {"completed", "failed"}) == "completed"
+    assert await _wait_state(queues(bad), bad_job.id, {"completed", "failed"}) == "failed"
+
+    def summed() -> dict[str, tuple[int, int]]:
+        totals: dict[str, tuple[int, int]] = {}
+        for line in w.logs().splitlines():
+            record = json.loads(line)
+            if record["message"] == "jobs processed":
+                done, failed = totals.get(record["queue"], (0, 0))
+                totals[record["queue"]] = (done + record["completed"], failed + record["failed"])
+        return totals
+
+    _wait(lambda: summed() == {ok: (7, 0), bad: (0, 1)}, 10, "summary lines")
+    messages = [json.loads(line)["message"] for line in w.logs().splitlines()]
+    assert "job completed" not in messages  # that line is at debug
+    assert messages.count("job failed") == 1  # a failure is a line of its own, at warning
 
 
 async def test_failing_processor_marks_job_failed(start_worker: Any, queues: Any) -> None:
@@ -316,6 +358,13 @@ async def test_sigterm_drains_in_flight_job(start_worker: Any, queues: Any, tmp_
     msgs = [json.loads(x)["message"] for x in w.logs().splitlines() if x.strip()]
     assert "draining" in msgs
     assert msgs[-1] == "worker stopped"
+    # the last summary counts the job finished while draining
+    summary = json.loads(w.logs().splitlines()[-2])
+    assert (summary["message"], summary["queue"], summary["completed"]) == (
+        "jobs processed",
+        name,
+        1,
+    )
 
     # the job left behind is processed by the next worker: nothing lost
     start_worker("--queue", name, "--processor", "bullflow_worker.processors:sleep")

@@ -56,6 +56,7 @@ def assert_one_line_error(res: Any, code: int, fragment: str) -> None:
         (("--queue", "q", "--processor", ECHO, "--concurrency", "many"), "invalid integer"),
         (("--queue", "q", "--processor", ECHO, "--http-port", "70000"), "port must be 0-65535"),
         (("--queue", "q", "--processor", ECHO, "--log-format", "xml"), "invalid choice"),
+        (("--queue", "q", "--processor", ECHO, "--summary-interval", "-1"), "must be >= 0"),
         (("--queue", "", "--processor", ECHO), "invalid name"),
         (("--queue", "a:b", "--processor", ECHO), "invalid name"),
         (("--queue", "q", "--processor", ECHO, "--bogus"), "unrecognized arguments: --bogus"),
@@ -190,6 +191,7 @@ def test_parse_settings_defaults_and_repeatable_queue() -> None:
     )
     assert s.queues == ["a", "b"]
     assert (s.concurrency, s.prefix, s.http_port, s.drain_timeout) == (1, "bull", 8080, 0.0)
+    assert s.summary_interval == 30.0
     assert args.log_format == "text"
 
 

@@ -170,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         " the bullflow operator reads it to set pod-deletion-cost before scaling down",
     )
     p.add_argument("--worker-name", metavar="NAME", help="worker name shown in Redis CLIENT LIST")
+    p.add_argument(
+        "--summary-interval",
+        type=_non_negative_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="log the jobs completed and failed per queue this often, at info (each job is "
+        "logged at debug, a failure at warning); 0 disables (default: 30)",
+    )
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument(
         "--log-level",
@@ -201,14 +209,15 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[argparse.Namespac
         active_file=args.active_file,
         activity_key=args.activity_key,
         worker_name=args.worker_name,
+        summary_interval=args.summary_interval,
     )
     return args, settings
 
 
 def _lighter_log_records() -> None:
     """Skip the LogRecord fields no formatter of ours prints (logs.py: no file, line, thread or
-    process): the logging docs' "Optimization" switches. The worker logs one line per job,
-    so each record's cost is a per-job cost."""
+    process): the logging docs' "Optimization" switches. A failed job (and at debug every
+    job) is a log line, so each record's cost is a per-job cost."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

@@ -25,6 +25,7 @@ from bullflow_worker.bullmq_compat import (
 )
 from bullflow_worker.errors import StartupError
 from bullflow_worker.httpserver import HttpServer
+from bullflow_worker.job_tally import JobTally
 from bullflow_worker.loader import Processor
 from bullflow_worker.metrics import Metrics
 from bullflow_worker.redis_address import RedisAddress, parse_redis_address, redact_redis_url
@@ -52,6 +53,7 @@ class Settings:
     activity_key: str | None = None
     activity_interval: float = 2.0
     worker_name: str | None = None
+    summary_interval: float = 30.0
     extra_opts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -137,6 +139,7 @@ class WorkerApp:
         self.signals_received = 0
         self.state = "starting"
         self._durations: dict[tuple[str, str], float] = {}
+        self._tally = JobTally()
         self._activity_changed = asyncio.Event()
 
     # -- readiness -------------------------------------------------------------
@@ -198,13 +201,20 @@ class WorkerApp:
         # The queue's counters, looked up once: `labels()` on every job is a per-job cost.
         completed_total = self.metrics.completed.labels(queue)
         failed_total = self.metrics.failed.labels(queue)
+        tally = self._tally
 
         def completed(job: Any, _result: Any = None, *_: Any) -> None:
             completed_total.inc()
-            log.info("job completed", extra=self._job_fields(queue, job))
+            tally.completed(queue)
+            # At info the completions are summed up by _log_summaries, not logged one by one.
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("job completed", extra=self._job_fields(queue, job))
+            else:
+                self._durations.pop((queue, str(getattr(job, "id", None))), None)
 
         def failed(job: Any, err: Any = None, *_: Any) -> None:
             failed_total.inc()
+            tally.failed(queue)
             fields = self._job_fields(queue, job)
             fields["error"] = f"{type(err).__name__}: {err}"
             log.warning("job failed", extra=fields)
@@ -293,9 +303,18 @@ class WorkerApp:
             if s.activity_key
             else None
         )
+        summaries = (
+            asyncio.create_task(self._log_summaries(s.summary_interval), name="summaries")
+            if s.summary_interval
+            else None
+        )
         try:
             return await self._wait_and_drain()
         finally:
+            if summaries is not None:
+                summaries.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await summaries
             if reporter is not None:
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -342,6 +361,19 @@ class WorkerApp:
         # Without this it may sleep 20 s after Redis is back (see bullmq_compat).
         cap_reconnect_backoff(worker)
         return worker
+
+    async def _log_summaries(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._log_summary()
+
+    def _log_summary(self) -> None:
+        """One info line per queue that finished jobs since the last line."""
+        for tally in self._tally.take():
+            log.info(
+                "jobs processed",
+                extra={"queue": tally.queue, "completed": tally.completed, "failed": tally.failed},
+            )
 
     async def _report_activity(self, key: str) -> None:
         """Keep `key` = active-job count (TTL 3 intervals) while running and draining.
@@ -432,5 +464,6 @@ class WorkerApp:
         if self.run_tasks:
             await asyncio.wait(list(self.run_tasks.values()), timeout=10)
         self.state = "stopped"
+        self._log_summary()  # the jobs finished since the last summary, the drained ones too
         log.info("worker stopped", extra={"exit_code": code})
         return code
