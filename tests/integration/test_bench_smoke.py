@@ -22,7 +22,17 @@ SCENARIOS = (
     "resource_cost",
     "worker_pickup",
     "faults",
+    "retry",
+    "cron",
+    "redis_topologies",
+    "worker_throughput",
 )
+
+
+def test_every_scenario_of_the_suite_is_checked() -> None:
+    from bench.bullflow_bench.__main__ import ORDER
+
+    assert set(SCENARIOS) == {*ORDER, "resource_cost"}
 
 
 def _is_number(value: object) -> bool:
