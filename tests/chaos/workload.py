@@ -77,7 +77,8 @@ def _nested(i: int, slow: float) -> tuple[dict, str]:
 
 def _child_fails(i: int, slow: float) -> tuple[dict, str]:
     children = [
-        job("ok", CHILDREN, {"result": 1}),
+        # Still running when its sibling has failed the flow: its end must reach the status too.
+        job("ok", CHILDREN, {"result": 1, "sleepSeconds": slow or 1.0}),
         job("bad", CHILDREN, {"fail": f"💥 失敗 {i}"}),
     ]
     return job("blocked", PARENTS, {"combine": "sum"}, children), "Failed"

@@ -64,6 +64,11 @@ class Flows(BullflowObjects):
             timeout,
         )
 
+    def wait_at_rest(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """Finished, and no job left that moves by itself: a flow a failed child ended may
+        still have a sibling running, whose end the status shows later."""
+        return self.wait_for(name, at_rest, "finished with every job at rest", timeout)
+
     def wait_for(self, name: str, predicate: Any, what: str, timeout: float = 60) -> dict:
         deadline = time.monotonic() + timeout
         flow: dict[str, Any] = {}
@@ -73,6 +78,16 @@ class Flows(BullflowObjects):
                 return flow
             time.sleep(0.2)
         raise AssertionError(f"flow {name}: {what} not seen after {timeout}s: {flow.get('status')}")
+
+
+MOVING_STATES = ("waiting", "delayed", "prioritized", "active")
+
+
+def at_rest(flow: dict[str, Any]) -> bool:
+    status = flow.get("status") or {}
+    counts = status.get("counts") or {}
+    finished = status.get("phase") in ("Completed", "Failed", "Stopped")
+    return finished and not any(counts.get(state) for state in MOVING_STATES)
 
 
 def condition(flow: dict[str, Any], type_: str) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def run_example(example, language, operator, workers, flows: Flows, redis_prefix
     workers.start(language, sorted(queues_of(doc)), redis_prefix)
     created = flows.apply(doc)
     uid = created["metadata"]["uid"]
-    flow = flows.wait(doc["metadata"]["name"], timeout=90)
+    flow = flows.wait_at_rest(doc["metadata"]["name"], timeout=90)
     return flow, uid
 
 

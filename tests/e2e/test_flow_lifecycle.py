@@ -14,7 +14,7 @@ import redis as redis_sync
 from kubernetes import client
 
 from tests.e2e.drain import run_sentinels
-from tests.e2e.flows import Flows, condition
+from tests.e2e.flows import Flows, condition, nodes_by_name
 from tests.e2e.operator_proc import OperatorProcess, WorkerSet
 from tests.harness.process import wait_for
 from tests.harness.redis import RedisServer
@@ -203,6 +203,57 @@ def test_events_tell_the_story(operator, flows, workers, kube_client, namespace,
     assert any("disk full" in m for m in messages)
 
 
+def test_a_failed_flow_still_follows_its_running_sibling_to_its_end(
+    operator, flows, workers, redis_prefix
+):
+    """A failed child decides the phase at once; its sibling, still running, must still show
+    its end in the status (a flow that had ended was no longer followed)."""
+    workers.start("python", ["sibling"], redis_prefix)
+    root = two_children("sibling")
+    root["children"][0]["data"] = {"sleepSeconds": 3, "result": 1}
+    root["children"][1]["data"] = {"fail": "at once 💥"}
+    flows.apply(flow_doc("sibling", redis_prefix, root))
+    failed = flows.wait("sibling", ("Failed",), timeout=30)
+    assert nodes_by_name(failed)["a"]["state"] == "active", failed["status"]
+    assert condition(failed, "Failed")["reason"] == "ChildFailed"
+    done = flows.wait_for(
+        "sibling",
+        lambda f: nodes_by_name(f)["a"]["state"] == "completed",
+        "the sibling completed in the status",
+        timeout=30,
+    )
+    assert nodes_by_name(done)["a"]["returnValue"] == 1
+    assert done["status"]["counts"] == {"completed": 1, "failed": 1, "waiting-children": 1}
+    assert done["status"]["phase"] == "Failed"
+
+
+def test_a_restarted_operator_follows_a_failed_flow_whose_sibling_still_ran(
+    own_operator, private_namespace, kube_client, kubectl, redis_server, redis_prefix, workers
+):
+    operator = own_operator().start()
+    flows = Flows(kube_client, kubectl, private_namespace)
+    workers.start("python", ["sibling-restart"], redis_prefix)
+    root = two_children("sibling-restart")
+    root["children"][0]["data"] = {"sleepSeconds": 4, "result": 1}
+    root["children"][1]["data"] = {"fail": "at once"}
+    flows.apply(flow_doc("sibling-restart", redis_prefix, root))
+    failed = flows.wait("sibling-restart", ("Failed",), timeout=30)
+    assert nodes_by_name(failed)["a"]["state"] == "active", failed["status"]
+    operator.stop()
+    r = redis_sync.Redis.from_url(redis_server.url)
+    completed = f"{redis_prefix}:sibling-restart:completed"
+    wait_for(lambda: r.zcard(completed) == 1, 30, "the sibling to complete")
+    r.close()
+    operator.start()
+    done = flows.wait_for(
+        "sibling-restart",
+        lambda f: nodes_by_name(f)["a"]["state"] == "completed",
+        "the sibling completed in the status",
+        timeout=30,
+    )
+    assert done["status"]["phase"] == "Failed" and nodes_by_name(done)["a"]["returnValue"] == 1
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "own-redis")
@@ -298,7 +349,12 @@ def test_a_large_flow_keeps_its_status_small(operator, flows, workers, redis_pre
     # kopf's state is in the operator's memory: no copy of the (large) spec in annotations.
     annotations = flow["metadata"].get("annotations") or {}
     assert not [k for k in annotations if k.startswith("bullflow.io")], annotations
-    assert flow["metadata"]["finalizers"] == ["bullflow.io/finalizer"]
+    flows.wait_for(
+        "large",
+        lambda f: f["metadata"].get("finalizers") == ["bullflow.io/finalizer"],
+        "bullflow's finalizer, alone",
+        timeout=30,
+    )
 
 
 def test_a_flow_without_workers_says_so_until_a_worker_comes(

@@ -201,7 +201,11 @@ def test_two_operators_one_active_failover_on_sigkill(
             assert done["status"]["phase"] == "Completed", done["status"]
         before_kill = time.monotonic() - t0
         assert len(read(exec_log)) == 16
-        assert all(handled(active.log_text(), n) for n in first)
+        wait_for(
+            lambda: all(handled(active.log_text(), n) for n in first),
+            15,
+            "the active operator's handler lines",
+        )
         assert not any(handled(standby.log_text(), n) for n in first), standby.log_text()
         assert "Resuming operations" not in standby.log_text()
 
@@ -217,7 +221,11 @@ def test_two_operators_one_active_failover_on_sigkill(
             done = flows.wait(name, timeout=30)
             assert done["status"]["phase"] == "Completed", done["status"]
         completed_after_kill = time.monotonic() - killed
-        assert all(handled(standby.log_text(), n) for n in second)
+        wait_for(
+            lambda: all(handled(standby.log_text(), n) for n in second),
+            15,
+            "the standby's handler lines for the new flows",
+        )
         # The flows that completed before the failover stay as they were (no re-run).
         for name in first:
             assert flows.get(name)["status"]["phase"] == "Completed"

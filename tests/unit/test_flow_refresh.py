@@ -53,13 +53,14 @@ class StubRedis:
         return {j.job_id: JobSnapshot(self.states.get(j.path, "unknown")) for j in jobs}
 
 
-def setup(states: dict[str, str]) -> tuple[FlowController, StubKube, StubRedis, TrackedFlow]:
+def setup(
+    states: dict[str, str], children: int = 1
+) -> tuple[FlowController, StubKube, StubRedis, TrackedFlow]:
     kube = StubKube()
     controller = FlowController(Settings(redis_url=None), kube, None)  # type: ignore[arg-type]
     redis = StubRedis(states)
-    spec = FlowSpec.model_validate(
-        {"root": {"name": "p", "queueName": "q", "children": [{"name": "c", "queueName": "q"}]}}
-    )
+    kids = [{"name": f"c{i}", "queueName": "q"} for i in range(children)]
+    spec = FlowSpec.model_validate({"root": {"name": "p", "queueName": "q", "children": kids}})
     flow = TrackedFlow(REF, redis, "bull", plan(spec, UID), 1, FlowStatus(phase="Submitted"))  # type: ignore[arg-type]
     controller.tracker.flows[flow.token] = flow
     return controller, kube, redis, flow
@@ -140,3 +141,23 @@ async def test_what_was_read_for_a_flow_deleted_meanwhile_is_not_written():
     controller.tracker.untrack(flow.token)
     assert await refresh(controller, flow) is Outcome.GONE
     assert kube.written == [] and kube.events == []
+
+
+async def test_a_flow_failed_by_one_child_is_followed_until_its_sibling_ends():
+    # The failed child decides the phase at once; the sibling still running must still show
+    # its end (an outage had made it finish last, and the status kept it active for good).
+    controller, kube, redis, flow = setup(
+        {"0": "waiting-children", "0.0": "failed", "0.1": "active"}, children=2
+    )
+    assert await refresh(controller, flow) is Outcome.CURRENT
+    assert flow.status.phase == "Failed" and flow.status.counts == {
+        "active": 1,
+        "failed": 1,
+        "waiting-children": 1,
+    }
+    assert kube.events.count("ChildFailed") == 1
+    redis.states["0.1"] = "completed"
+    assert await refresh(controller, flow) is Outcome.FINISHED
+    sibling = next(n for n in flow.status.nodes if n.path == "0.1")
+    assert sibling.state == "completed" and flow.status.phase == "Failed"
+    assert kube.events.count("ChildFailed") == 1  # the flow ended once

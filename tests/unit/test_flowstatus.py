@@ -1,6 +1,12 @@
 from bullflow.models.flow import FlowSpec, FlowStatus
 from bullflow.services.conditions import set_condition
-from bullflow.services.flowstatus import JobSnapshot, StatusLimits, bounded, build_status
+from bullflow.services.flowstatus import (
+    JobSnapshot,
+    StatusLimits,
+    bounded,
+    build_status,
+    jobs_at_rest,
+)
 from bullflow.services.flowtree import plan
 
 UID = "0b5c2a3e-1111-4222-8333-444455556666"
@@ -83,6 +89,24 @@ def test_failed_child_without_options_fails_flow_with_child_failed():
     failed = cond(s, "Failed")
     assert failed.status == "True" and failed.reason == "ChildFailed"
     assert "job 0.1 (b on queue c) failed: boom" in failed.message
+
+
+def test_a_failed_flow_is_at_rest_only_once_no_job_moves_by_itself():
+    root = parent_with(child("a"), child("b"))
+    failed_child = JobSnapshot("failed", 1, failed_reason="boom")
+    for sibling, at_rest in [
+        ("active", False),
+        ("waiting", False),
+        ("delayed", False),
+        ("prioritized", False),
+        ("completed", True),
+        ("failed", True),
+    ]:
+        states = {"0": JobSnapshot("waiting-children"), "0.0": failed_child}
+        s = status_for(root, {**states, "0.1": JobSnapshot(sibling)})
+        assert s.phase == "Failed", sibling
+        assert jobs_at_rest(s) is at_rest, sibling
+    assert jobs_at_rest(FlowStatus(phase="Failed"))  # refused before any job was written
 
 
 def test_ignored_failure_lets_parent_run_and_is_recorded():

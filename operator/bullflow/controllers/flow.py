@@ -14,7 +14,7 @@ from ..config import Settings
 from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus
 from ..services.cluster_prefix import CLUSTER_PREFIX_NOT_HASH_TAGGED, cluster_prefix_refusal
-from ..services.flowstatus import FINISHED_PHASES
+from ..services.flowstatus import FINISHED_PHASES, jobs_at_rest
 from ..services.flowtree import PlannedJob, flow_token, plan, structural_errors
 from ..services.redis_failure import REDIS_UNAVAILABLE, classify_redis_failure
 from ..storage.kube import KubeApi, ObjectRef
@@ -98,7 +98,7 @@ class FlowController:
         spec, status = valid
         token = flow_token(ref.uid, ref.namespace, spec.idempotency_key)
         self.phases.set(ref.uid, status.phase)
-        if status.phase in FINISHED_PHASES and not operate:
+        if status.phase in FINISHED_PHASES and not operate and jobs_at_rest(status):
             self._finished(body, spec, status, token)
             return
         try:
@@ -114,7 +114,7 @@ class FlowController:
                 return  # waiting for Redis, or a concurrent call handled the requests
             status = operated
             self.phases.set(ref.uid, status.phase)
-            if status.phase in FINISHED_PHASES:
+            if status.phase in FINISHED_PHASES and jobs_at_rest(status):
                 self._finished(body, spec, status, token)
                 return
             self.ttl.cancel(ref.uid)

@@ -26,6 +26,7 @@ from ..services.flowstatus import (
     StatusLimits,
     StopNote,
     build_status,
+    jobs_at_rest,
     just_submitted,
     not_ready,
     plural,
@@ -132,7 +133,9 @@ class FlowStatusWriter:
                 )
                 return Outcome.RETRY
         self.on_finished(flow.ref, flow.ttl_seconds, desired)
-        return Outcome.FINISHED
+        # Finished is not at rest: a sibling of the failed child may still run, and its status
+        # must still follow Redis until it ends.
+        return Outcome.FINISHED if jobs_at_rest(desired) else Outcome.CURRENT
 
     async def _read_failed(
         self, flow: TrackedFlow, written: FlowStatus, err: RedisError

@@ -13,6 +13,10 @@ from .conditions import set_condition
 from .flowtree import PlannedJob
 
 FINISHED_PHASES = ("Completed", "Failed", "Stopped")
+# States a job leaves with no request from anyone: a worker takes it, finishes it, or BullMQ's
+# own timers (delay, stalled-job check) move it. A flow can be finished (a failed child decides
+# its phase) while a sibling is still in one of them.
+MOVING_STATES = frozenset({"waiting", "delayed", "prioritized", "active"})
 TRUNCATED_MARK = "...(truncated)"
 
 
@@ -94,6 +98,14 @@ def effective_state(job: PlannedJob, snap: JobSnapshot | None) -> str:
     if snap.state == "unknown" and job.removed_on_fail:
         return "failed"
     return snap.state
+
+
+def jobs_at_rest(status: FlowStatus) -> bool:
+    """No job of the flow will change state by itself any more: following it can stop. Read
+    from the counts, which cover every job even when the listed nodes are truncated. A parent
+    left in waiting-children has no moving descendant here (its failed child blocks it)."""
+    counts = status.counts or {}
+    return not any(counts.get(state) for state in MOVING_STATES)
 
 
 def missing_jobs(jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]) -> list[PlannedJob]:

@@ -217,17 +217,22 @@ def test_a_worker_image_not_on_the_node_shows_in_the_pools_ready_condition(
     pools.apply(real_pool("unpullable", ["rp-unpullable"], prefix, image=missing))
 
     def ready_condition() -> dict[str, Any] | None:
+        """Ready with ErrImageNeverPull naming the pool's one pod, read together: a pod
+        replaced meanwhile (or still terminating) makes the two disagree for a moment."""
         status = pools.get("unpullable").get("status") or {}
         ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
-        return ready[0] if ready and ready[0]["reason"] == "ErrImageNeverPull" else None
+        if not ready or ready[0]["reason"] != "ErrImageNeverPull":
+            return None
+        pods = pods_of_pool(kubectl, namespace, "unpullable")
+        names = [p["metadata"]["name"] for p in pods]
+        prefix = f"0/1 replicas ready; pod {names[0]}: " if len(names) == 1 else None
+        return ready[0] if prefix and ready[0]["message"].startswith(prefix) else None
 
     try:
         ready = cast(dict[str, Any], wait_for(ready_condition, 120, "ErrImageNeverPull", 1))
     except TimeoutError as exc:
         raise AssertionError(f"{exc}: {pools.get('unpullable').get('status')}") from None
     assert ready["status"] == "False"
-    [pod] = pods_of_pool(kubectl, namespace, "unpullable")
-    assert ready["message"].startswith(f"0/1 replicas ready; pod {pod['metadata']['name']}: ")
     assert missing in ready["message"], ready["message"]
 
 
