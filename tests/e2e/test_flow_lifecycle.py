@@ -471,6 +471,37 @@ def test_idempotency_key_makes_a_recreated_flow_the_same_run(
     assert failed["reason"] == "DuplicateIdempotencyKey" and "nightly" in failed["message"]
 
 
+def test_a_recreated_flow_follows_the_sibling_its_deleted_twin_left_running(
+    operator, flows, workers, kubectl, namespace, redis_prefix
+):
+    """The first Flow failed (a child failed) and was deleted by its TTL while the sibling still
+    ran; the Flow applied again with the same idempotencyKey adopts the run and must show the
+    sibling's end, not the status recorded when the first Flow ended."""
+    workers.start("python", ["idem-sibling"], redis_prefix)
+    root = two_children("idem-sibling")
+    root["children"][0]["data"] = {"sleepSeconds": 8, "result": 1}
+    root["children"][1]["data"] = {"fail": "at once"}
+    manifest = flow_doc(
+        "twice", redis_prefix, root, idempotencyKey="twice-2026-12-03", ttlSecondsAfterFinished=1
+    )
+    flows.apply(manifest)
+    failed = flows.wait("twice", ("Failed",), timeout=30)
+    assert nodes_by_name(failed)["a"]["state"] == "active", failed["status"]
+    kubectl("wait", "--for=delete", "flow/twice", "-n", namespace, "--timeout=60s")  # TTL
+    del manifest["spec"]["ttlSecondsAfterFinished"]
+    flows.apply(manifest)
+    done = flows.wait_for(
+        "twice",
+        lambda f: (
+            (f.get("status") or {}).get("nodes") and nodes_by_name(f)["a"]["state"] == "completed"
+        ),
+        "the sibling completed in the adopting Flow's status",
+        timeout=30,
+    )
+    assert done["status"]["phase"] == "Failed" and nodes_by_name(done)["a"]["returnValue"] == 1
+    assert condition(done, "Restored")["reason"] == "IdempotencyKey"
+
+
 def test_node_workers_count_as_workers(operator, flows, workers, redis_server, redis_prefix):
     workers.start("node", ["nw-delayed"], redis_prefix)
     node_name = f"{redis_prefix}:{base64.b64encode(b'nw-delayed').decode()}"

@@ -6,6 +6,7 @@ from bullflow.services.flowstatus import (
     bounded,
     build_status,
     jobs_at_rest,
+    outcome_at_removal,
 )
 from bullflow.services.flowtree import plan
 
@@ -107,6 +108,28 @@ def test_a_failed_flow_is_at_rest_only_once_no_job_moves_by_itself():
         assert s.phase == "Failed", sibling
         assert jobs_at_rest(s) is at_rest, sibling
     assert jobs_at_rest(FlowStatus(phase="Failed"))  # refused before any job was written
+
+
+def test_the_outcome_kept_at_removal_is_how_the_jobs_ended():
+    jobs = jobs_of(parent_with(child("a"), child("b")))
+    failed_child = JobSnapshot("failed", 1, failed_reason="boom")
+
+    def kept(sibling: str) -> FlowStatus | None:
+        states = {"0": JobSnapshot("waiting-children"), "0.0": JobSnapshot(sibling)}
+        read = snaps(jobs, {**states, "0.1": failed_child})
+        return outcome_at_removal(FlowStatus(), jobs, read, generation=1, limits=LIMITS, now=NOW)
+
+    completed = kept("completed")
+    assert completed is not None and completed.phase == "Failed" and jobs_at_rest(completed)
+    assert completed.counts == {"completed": 1, "failed": 1, "waiting-children": 1}
+    never_ran = kept("waiting")  # removed with the Flow: it never runs
+    assert never_ran is not None and never_ran.counts == {
+        "failed": 1,
+        "removed": 1,
+        "waiting-children": 1,
+    }
+    assert kept("active") is None  # the removal waits for it
+    assert kept("unknown") is None  # gone before this read: an earlier, partial removal
 
 
 def test_ignored_failure_lets_parent_run_and_is_recorded():

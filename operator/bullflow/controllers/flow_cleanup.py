@@ -17,12 +17,13 @@ from ..cancellation import raise_if_cancelling
 from ..logs import about
 from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
+from ..services.conditions import now_rfc3339
 from ..services.flow_from_template import recorded_spec
-from ..services.flowstatus import FINISHED_PHASES
-from ..services.flowtree import flow_token, plan
+from ..services.flowstatus import FINISHED_PHASES, JobSnapshot, jobs_at_rest, outcome_at_removal
+from ..services.flowtree import PlannedJob, flow_token, plan
 from ..services.template_expansion import TemplateError
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error
-from ..storage.redis_jobs import REDIS_ERRORS
+from ..storage.redis_jobs import REDIS_ERRORS, BullRedis
 from .connections import ConnectionUnresolved, RedisPool
 from .flow_status import FlowStatusWriter
 from .flow_submission import status_from
@@ -139,6 +140,37 @@ class FlowCleanup:
                 extra=about(ref.namespace, ref.name),
             )
 
+    async def _record_outcome(
+        self,
+        conn: BullRedis,
+        spec: FlowSpec,
+        token: str,
+        ref: ObjectRef,
+        body: Any,
+        status: FlowStatus,
+        jobs: list[PlannedJob],
+        before: dict[str, JobSnapshot],
+    ) -> None:
+        final = outcome_at_removal(
+            status,
+            jobs,
+            before,
+            generation=body["metadata"].get("generation"),
+            limits=self.statuses.limits,
+            now=now_rfc3339(),
+            stop=self.statuses.stops.get(token),
+        )
+        if final is None:
+            log.info(
+                "flow %s/%s: the jobs changed while they were removed; its idempotencyKey keeps "
+                "the outcome recorded before",
+                ref.namespace,
+                ref.name,
+                extra=about(ref.namespace, ref.name),
+            )
+            return
+        await conn.update_marker(spec.prefix, token, final_status=final.to_wire())
+
     async def _clean_up(self, ref: ObjectRef, body: Any, retry: int) -> None:
         self.ttl.cancel(ref.uid)
         self.phases.drop(ref.uid)
@@ -161,14 +193,22 @@ class FlowCleanup:
             marker = await conn.marker(spec.prefix, token)
             if marker is None or marker.flow_uid != ref.uid:
                 return  # never submitted, or the jobs belong to another Flow (same key)
+            jobs = plan(spec, token)
+            # A finished run with an idempotencyKey keeps its marker (the final status), so
+            # that a re-created Flow is recognised and not run again.
+            keeps_outcome = bool(spec.idempotency_key) and status.phase in FINISHED_PHASES
+            before = None
+            if keeps_outcome and not jobs_at_rest(status):
+                # Its outcome was recorded while a job still ran: record how the jobs ended.
+                before = await conn.snapshots(spec.prefix, jobs)
             locked = await conn.remove_trees(
-                spec.prefix, [j for j in plan(spec, token) if j.parent_path is None]
+                spec.prefix, [j for j in jobs if j.parent_path is None]
             )
             if not locked:
-                # A finished run with an idempotencyKey keeps its marker (the final status), so
-                # that a re-created Flow is recognised and not run again.
-                if not (spec.idempotency_key and status.phase in FINISHED_PHASES):
+                if not keeps_outcome:
                     await conn.remove_marker(spec.prefix, token)
+                elif before is not None:
+                    await self._record_outcome(conn, spec, token, ref, body, status, jobs, before)
                 return
             message = f"jobs {', '.join(locked)} are being processed; removing them later"
         except ConnectionUnresolved as err:

@@ -11,7 +11,7 @@ from .. import metrics
 from ..models.flow import FlowSpec, FlowStatus
 from ..models.marker import SubmissionMarker
 from ..services.conditions import now_rfc3339, set_condition
-from ..services.flowstatus import restored, submitted
+from ..services.flowstatus import jobs_at_rest, restored, submitted
 from ..services.flowtree import PlannedJob, to_flowproducer
 from ..storage.kube import KubeApi, ObjectRef
 from ..storage.redis_jobs import BullRedis
@@ -110,7 +110,10 @@ class FlowSubmitter:
             f"already run as {earlier.name} (uid {earlier.flow_uid}), submitted at "
             f"{earlier.submitted_at}: jobs not submitted again (idempotencyKey)"
         )
-        if earlier.final_status is None:  # still running: follow the same jobs
+        final_status = status_from(earlier.final_status) if earlier.final_status else None
+        # Still running, or ended with a job still running (a failed child's sibling): follow
+        # the same jobs; a status recorded before they came to rest would stay behind.
+        if final_status is None or not jobs_at_rest(final_status):
             submission.status.conditions = set_condition(
                 submission.status.conditions,
                 "Restored",
@@ -120,9 +123,7 @@ class FlowSubmitter:
                 generation,
             )
             return False
-        final = restored(
-            status_from(earlier.final_status), generation, message + "; status restored from Redis"
-        )
+        final = restored(final_status, generation, message + "; status restored from Redis")
         await self.statuses.write(ref, final, "restored")
         self.on_finished(ref, spec.ttl_seconds_after_finished, final)
         return True

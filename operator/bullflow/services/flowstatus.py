@@ -437,6 +437,32 @@ def rejected(
     return status
 
 
+def outcome_at_removal(
+    previous: FlowStatus,
+    jobs: list[PlannedJob],
+    snaps: dict[str, JobSnapshot],
+    *,
+    generation: int | None,
+    limits: StatusLimits,
+    now: str,
+    stop: StopNote | None = None,
+) -> FlowStatus | None:
+    """The outcome a deleted Flow's idempotencyKey keeps (what a Flow applied again restores),
+    from the jobs read just before the deletion removed them: jobs still waiting, delayed or
+    prioritized read as 'removed' (they never run). None if the read cannot tell: a job
+    already gone (an earlier, partial removal) or one running (the removal waits for it)."""
+    states = {j.job_id: effective_state(j, snaps.get(j.job_id)) for j in jobs}
+    if any(state in ("unknown", "active") for state in states.values()):
+        return None
+    at_removal = {
+        job_id: JobSnapshot("removed") if states[job_id] in MOVING_STATES else snap
+        for job_id, snap in snaps.items()
+    }
+    return build_status(
+        previous, jobs, at_removal, generation=generation, limits=limits, now=now, stop=stop
+    )
+
+
 def restored(final: FlowStatus, generation: int | None, message: str) -> FlowStatus:
     """The final status of an earlier run with the same idempotencyKey, for its new Flow."""
     final = final.model_copy(deep=True)
