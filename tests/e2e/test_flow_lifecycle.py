@@ -203,28 +203,45 @@ def test_events_tell_the_story(operator, flows, workers, kube_client, namespace,
     assert any("disk full" in m for m in messages)
 
 
+def failed_beside_a_sleeper(
+    flows: Flows, workers: WorkerSet, prefix: str, name: str, seconds: float, **spec: Any
+) -> dict[str, Any]:
+    """A flow whose child b fails at once while its sibling a sleeps `seconds`, applied; its
+    manifest is returned as soon as the flow is Failed, a still active."""
+    workers.start("python", [name], prefix)
+    root = two_children(name)
+    root["children"][0]["data"] = {"sleepSeconds": seconds, "result": 1}
+    root["children"][1]["data"] = {"fail": "at once 💥"}
+    manifest = flow_doc(name, prefix, root, **spec)
+    flows.apply(manifest)
+    failed = flows.wait(name, ("Failed",), timeout=30)
+    assert nodes_by_name(failed)["a"]["state"] == "active", failed["status"]
+    assert condition(failed, "Failed")["reason"] == "ChildFailed"
+    return manifest
+
+
+def sibling_completed(flows: Flows, name: str) -> dict[str, Any]:
+    """The status once it shows a completed: Failed still, a's value recorded."""
+    done = flows.wait_for(
+        name,
+        lambda f: (
+            (f.get("status") or {}).get("nodes") and nodes_by_name(f)["a"]["state"] == "completed"
+        ),
+        "the sibling completed in the status",
+        timeout=30,
+    )
+    assert done["status"]["phase"] == "Failed" and nodes_by_name(done)["a"]["returnValue"] == 1
+    assert done["status"]["counts"] == {"completed": 1, "failed": 1, "waiting-children": 1}
+    return done
+
+
 def test_a_failed_flow_still_follows_its_running_sibling_to_its_end(
     operator, flows, workers, redis_prefix
 ):
     """A failed child decides the phase at once; its sibling, still running, must still show
     its end in the status (a flow that had ended was no longer followed)."""
-    workers.start("python", ["sibling"], redis_prefix)
-    root = two_children("sibling")
-    root["children"][0]["data"] = {"sleepSeconds": 3, "result": 1}
-    root["children"][1]["data"] = {"fail": "at once 💥"}
-    flows.apply(flow_doc("sibling", redis_prefix, root))
-    failed = flows.wait("sibling", ("Failed",), timeout=30)
-    assert nodes_by_name(failed)["a"]["state"] == "active", failed["status"]
-    assert condition(failed, "Failed")["reason"] == "ChildFailed"
-    done = flows.wait_for(
-        "sibling",
-        lambda f: nodes_by_name(f)["a"]["state"] == "completed",
-        "the sibling completed in the status",
-        timeout=30,
-    )
-    assert nodes_by_name(done)["a"]["returnValue"] == 1
-    assert done["status"]["counts"] == {"completed": 1, "failed": 1, "waiting-children": 1}
-    assert done["status"]["phase"] == "Failed"
+    failed_beside_a_sleeper(flows, workers, redis_prefix, "sibling", 3)
+    sibling_completed(flows, "sibling")
 
 
 def test_a_restarted_operator_follows_a_failed_flow_whose_sibling_still_ran(
@@ -232,26 +249,14 @@ def test_a_restarted_operator_follows_a_failed_flow_whose_sibling_still_ran(
 ):
     operator = own_operator().start()
     flows = Flows(kube_client, kubectl, private_namespace)
-    workers.start("python", ["sibling-restart"], redis_prefix)
-    root = two_children("sibling-restart")
-    root["children"][0]["data"] = {"sleepSeconds": 4, "result": 1}
-    root["children"][1]["data"] = {"fail": "at once"}
-    flows.apply(flow_doc("sibling-restart", redis_prefix, root))
-    failed = flows.wait("sibling-restart", ("Failed",), timeout=30)
-    assert nodes_by_name(failed)["a"]["state"] == "active", failed["status"]
+    failed_beside_a_sleeper(flows, workers, redis_prefix, "sibling-restart", 4)
     operator.stop()
     r = redis_sync.Redis.from_url(redis_server.url)
     completed = f"{redis_prefix}:sibling-restart:completed"
     wait_for(lambda: r.zcard(completed) == 1, 30, "the sibling to complete")
     r.close()
     operator.start()
-    done = flows.wait_for(
-        "sibling-restart",
-        lambda f: nodes_by_name(f)["a"]["state"] == "completed",
-        "the sibling completed in the status",
-        timeout=30,
-    )
-    assert done["status"]["phase"] == "Failed" and nodes_by_name(done)["a"]["returnValue"] == 1
+    sibling_completed(flows, "sibling-restart")
 
 
 @pytest.fixture
@@ -477,28 +482,19 @@ def test_a_recreated_flow_follows_the_sibling_its_deleted_twin_left_running(
     """The first Flow failed (a child failed) and was deleted by its TTL while the sibling still
     ran; the Flow applied again with the same idempotencyKey adopts the run and must show the
     sibling's end, not the status recorded when the first Flow ended."""
-    workers.start("python", ["idem-sibling"], redis_prefix)
-    root = two_children("idem-sibling")
-    root["children"][0]["data"] = {"sleepSeconds": 8, "result": 1}
-    root["children"][1]["data"] = {"fail": "at once"}
-    manifest = flow_doc(
-        "twice", redis_prefix, root, idempotencyKey="twice-2026-12-03", ttlSecondsAfterFinished=1
-    )
-    flows.apply(manifest)
-    failed = flows.wait("twice", ("Failed",), timeout=30)
-    assert nodes_by_name(failed)["a"]["state"] == "active", failed["status"]
-    kubectl("wait", "--for=delete", "flow/twice", "-n", namespace, "--timeout=60s")  # TTL
-    del manifest["spec"]["ttlSecondsAfterFinished"]
-    flows.apply(manifest)
-    done = flows.wait_for(
+    manifest = failed_beside_a_sleeper(
+        flows,
+        workers,
+        redis_prefix,
         "twice",
-        lambda f: (
-            (f.get("status") or {}).get("nodes") and nodes_by_name(f)["a"]["state"] == "completed"
-        ),
-        "the sibling completed in the adopting Flow's status",
-        timeout=30,
+        8,
+        idempotencyKey="twice-2026-12-03",
+        ttlSecondsAfterFinished=1,
     )
-    assert done["status"]["phase"] == "Failed" and nodes_by_name(done)["a"]["returnValue"] == 1
+    kubectl("wait", "--for=delete", "flow/twice", "-n", namespace, "--timeout=60s")  # TTL
+    del manifest["spec"]["ttlSecondsAfterFinished"]  # applied again, as Argo CD would
+    flows.apply(manifest)
+    done = sibling_completed(flows, "twice")
     assert condition(done, "Restored")["reason"] == "IdempotencyKey"
 
 

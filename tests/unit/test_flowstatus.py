@@ -6,7 +6,7 @@ from bullflow.services.flowstatus import (
     bounded,
     build_status,
     jobs_at_rest,
-    outcome_at_removal,
+    snapshots_at_removal,
 )
 from bullflow.services.flowtree import plan
 
@@ -116,8 +116,10 @@ def test_the_outcome_kept_at_removal_is_how_the_jobs_ended():
 
     def kept(sibling: str) -> FlowStatus | None:
         states = {"0": JobSnapshot("waiting-children"), "0.0": JobSnapshot(sibling)}
-        read = snaps(jobs, {**states, "0.1": failed_child})
-        return outcome_at_removal(FlowStatus(), jobs, read, generation=1, limits=LIMITS, now=NOW)
+        at_removal = snapshots_at_removal(jobs, snaps(jobs, {**states, "0.1": failed_child}))
+        if at_removal is None:
+            return None
+        return build_status(FlowStatus(), jobs, at_removal, generation=1, limits=LIMITS, now=NOW)
 
     completed = kept("completed")
     assert completed is not None and completed.phase == "Failed" and jobs_at_rest(completed)

@@ -19,7 +19,13 @@ from ..models.flow import FlowSpec, FlowStatus
 from ..redaction import scrub
 from ..services.conditions import now_rfc3339
 from ..services.flow_from_template import recorded_spec
-from ..services.flowstatus import FINISHED_PHASES, JobSnapshot, jobs_at_rest, outcome_at_removal
+from ..services.flowstatus import (
+    FINISHED_PHASES,
+    JobSnapshot,
+    build_status,
+    jobs_at_rest,
+    snapshots_at_removal,
+)
 from ..services.flowtree import PlannedJob, flow_token, plan
 from ..services.template_expansion import TemplateError
 from ..storage.kube import KubeApi, ObjectRef, describe_api_error
@@ -151,16 +157,8 @@ class FlowCleanup:
         jobs: list[PlannedJob],
         before: dict[str, JobSnapshot],
     ) -> None:
-        final = outcome_at_removal(
-            status,
-            jobs,
-            before,
-            generation=body["metadata"].get("generation"),
-            limits=self.statuses.limits,
-            now=now_rfc3339(),
-            stop=self.statuses.stops.get(token),
-        )
-        if final is None:
+        at_removal = snapshots_at_removal(jobs, before)
+        if at_removal is None:
             log.info(
                 "flow %s/%s: the jobs changed while they were removed; its idempotencyKey keeps "
                 "the outcome recorded before",
@@ -169,6 +167,15 @@ class FlowCleanup:
                 extra=about(ref.namespace, ref.name),
             )
             return
+        final = build_status(
+            status,
+            jobs,
+            at_removal,
+            generation=body["metadata"].get("generation"),
+            limits=self.statuses.limits,
+            now=now_rfc3339(),
+            stop=self.statuses.stops.get(token),
+        )
         await conn.update_marker(spec.prefix, token, final_status=final.to_wire())
 
     async def _clean_up(self, ref: ObjectRef, body: Any, retry: int) -> None:

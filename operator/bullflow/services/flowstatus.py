@@ -437,30 +437,20 @@ def rejected(
     return status
 
 
-def outcome_at_removal(
-    previous: FlowStatus,
-    jobs: list[PlannedJob],
-    snaps: dict[str, JobSnapshot],
-    *,
-    generation: int | None,
-    limits: StatusLimits,
-    now: str,
-    stop: StopNote | None = None,
-) -> FlowStatus | None:
-    """The outcome a deleted Flow's idempotencyKey keeps (what a Flow applied again restores),
-    from the jobs read just before the deletion removed them: jobs still waiting, delayed or
-    prioritized read as 'removed' (they never run). None if the read cannot tell: a job
-    already gone (an earlier, partial removal) or one running (the removal waits for it)."""
+def snapshots_at_removal(
+    jobs: list[PlannedJob], snaps: dict[str, JobSnapshot]
+) -> dict[str, JobSnapshot] | None:
+    """How a deleted Flow's jobs ended, from a read just before the deletion removed them: the
+    outcome its idempotencyKey keeps (what a Flow applied again restores). Jobs still waiting,
+    delayed or prioritized read as 'removed' (they never run). None if the read cannot tell: a
+    job already gone (an earlier, partial removal) or one running (the removal waits for it)."""
     states = {j.job_id: effective_state(j, snaps.get(j.job_id)) for j in jobs}
     if any(state in ("unknown", "active") for state in states.values()):
         return None
-    at_removal = {
+    return {
         job_id: JobSnapshot("removed") if states[job_id] in MOVING_STATES else snap
         for job_id, snap in snaps.items()
     }
-    return build_status(
-        previous, jobs, at_removal, generation=generation, limits=limits, now=now, stop=stop
-    )
 
 
 def restored(final: FlowStatus, generation: int | None, message: str) -> FlowStatus:
