@@ -5,6 +5,7 @@ No Redis needed: nothing here connects."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from bullmq import Worker
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bullflow_worker.bullmq_compat import (
     BLOCKING_READ_MARGIN,
@@ -21,7 +23,9 @@ from bullflow_worker.bullmq_compat import (
     blocking_read_timeout,
     cap_reconnect_backoff,
     fit_blocking_read_timeout,
+    is_transient_redis_failure,
     longest_block,
+    retry_completion_writes,
     use_own_blocking_client,
 )
 
@@ -243,3 +247,71 @@ async def test_blocking_read_timeout_outlasts_the_longest_bzpopmin(
 ) -> None:
     assert blocking_read_timeout(make_worker()) == 10 + BLOCKING_READ_MARGIN
     assert blocking_read_timeout(make_worker(drainDelay=30)) == 30 + BLOCKING_READ_MARGIN
+
+
+def test_bullmq_fails_a_job_whose_completion_write_raised() -> None:
+    """The behaviour retry_completion_writes works around: any error of the completion write
+    sends the job that succeeded to moveToFailed."""
+    source = inspect.getsource(Worker.processJob)
+    write = source.index("self.backend.moveToCompleted(")
+    assert source.index("except Exception as err:", write) < source.index("moveToFailed(", write)
+
+
+async def test_a_completion_write_cut_by_a_failover_is_retried(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker()
+    calls: list[int] = []
+    failures: list[BaseException] = [RedisConnectionError("lost"), _torn_connection_error()]
+
+    async def write(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if failures:
+            raise failures.pop(0)
+        return {"result": None, "finishedOn": 1}
+
+    worker.backend.moveToCompleted = write
+    retry_completion_writes(worker, delay=0.001)
+    assert await worker.backend.moveToCompleted("job", 1, False, "token", fetch_next=False) == {
+        "result": None,
+        "finishedOn": 1,
+    }
+    assert len(calls) == 3
+
+
+async def test_a_refused_completion_write_is_not_retried(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker()
+    calls: list[int] = []
+
+    async def write(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise TypeError("Missing lock for job 1. moveToFinished")
+
+    worker.backend.moveToCompleted = write
+    retry_completion_writes(worker, delay=0.001)
+    with pytest.raises(TypeError, match="Missing lock"):
+        await worker.backend.moveToCompleted("job", 1, False, "token")
+    assert len(calls) == 1
+
+
+def _torn_connection_error() -> AttributeError:
+    """redis-py's own AttributeError on a connection closed while a command was sent."""
+    from redis.asyncio import connection
+
+    try:
+        exec("writer = None\nwriter.writelines([])", vars(connection).copy())
+    except AttributeError as err:
+        return err
+    raise AssertionError("no error")
+
+
+def test_only_redis_pys_own_attribute_errors_count_as_transient() -> None:
+    assert is_transient_redis_failure(_torn_connection_error())
+    try:
+        None.writelines  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as err:
+        assert not is_transient_redis_failure(err)  # a bug of ours, not a failover
+    assert is_transient_redis_failure(RedisConnectionError("lost"))
+    assert not is_transient_redis_failure(ValueError("bad"))

@@ -6,13 +6,21 @@ fails loudly when the internals it touches change shape.
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bullmq import Worker
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    TimeoutError,
+    TryAgainError,
+)
 
 try:  # redis-py >= 8: 5 s; older redis-py had no read timeout by default (None)
     from redis._defaults import DEFAULT_SOCKET_TIMEOUT
@@ -26,6 +34,17 @@ BLOCKING_READ_MARGIN = 10.0
 RECONNECT_BACKOFF_CAP = 2.0
 # ... for about as long as bullmq's own policy kept retrying (20 tries of up to 20 s).
 RECONNECT_RETRIES = 200
+# A completion write cut by a failover is tried this many times in all, waiting a little longer
+# each time (the new master is usually answering within a few seconds).
+COMPLETION_TRIES = 8
+COMPLETION_RETRY_DELAY = 0.25
+TRANSIENT_REDIS_ERRORS = (
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    TimeoutError,
+    TryAgainError,
+)
 
 
 def longest_block(worker: Worker) -> float:
@@ -132,3 +151,44 @@ def use_own_blocking_client(worker: Worker, client: Any) -> bool:
     blocking.conn = client
     worker.bclient = client
     return True
+
+
+def is_transient_redis_failure(err: BaseException) -> bool:
+    """A Redis error a retry can get past: the connection lost or the cluster re-electing, or
+    redis-py's own AttributeError on a connection torn down while a command was being sent
+    (its async `Connection._writer` already None: seen during a Cluster master failover)."""
+    if isinstance(err, TRANSIENT_REDIS_ERRORS):
+        return True
+    if not isinstance(err, AttributeError) or err.__traceback__ is None:
+        return False
+    tb = err.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
+
+
+def retry_completion_writes(
+    worker: Worker, tries: int = COMPLETION_TRIES, delay: float = COMPLETION_RETRY_DELAY
+) -> None:
+    """Retry a job's completion write through a failover instead of failing the job.
+
+    Works around Python bullmq 3.4.4 `Worker.processJob` (worker.py): when
+    `backend.moveToCompleted` raises, the job that succeeded is moved to *failed* with the
+    Redis error as its reason (a few jobs in each Cluster failover). Retrying is safe: BullMQ's
+    moveToFinished script checks the job's lock token, so a write that did land the first time
+    is refused the second time ("Missing lock"), and the job stays completed once.
+    """
+    backend: Any = worker.backend
+    write: Callable[..., Awaitable[Any]] = backend.moveToCompleted
+
+    async def move_to_completed(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, tries + 1):
+            try:
+                return await write(*args, **kwargs)
+            except Exception as err:
+                if attempt == tries or not is_transient_redis_failure(err):
+                    raise
+                await asyncio.sleep(delay * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    backend.moveToCompleted = move_to_completed

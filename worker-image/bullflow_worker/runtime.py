@@ -21,6 +21,7 @@ from bullflow_worker.bullmq_compat import (
     blocking_read_timeout,
     cap_reconnect_backoff,
     fit_blocking_read_timeout,
+    retry_completion_writes,
     use_own_blocking_client,
 )
 from bullflow_worker.errors import StartupError
@@ -360,6 +361,8 @@ class WorkerApp:
             fit_blocking_read_timeout(worker)
         # Without this it may sleep 20 s after Redis is back (see bullmq_compat).
         cap_reconnect_backoff(worker)
+        # Without this a failover fails jobs that succeeded (see bullmq_compat).
+        retry_completion_writes(worker)
         return worker
 
     async def _log_summaries(self, interval: float) -> None:
